@@ -1,0 +1,41 @@
+# Two commands matter: `make run` and `make test`. Both set everything up from a bare machine
+# with python3 (>= 3.11): a virtualenv in .venv with Ferry, its embedded stack and dev tools.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest schemas bench clean
+
+run: $(STAMP)
+	$(BIN)/ferry dev --demo
+
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+# Regenerate schemas/ after changing a contract, a dataset or the API.
+schemas: $(STAMP)
+	$(BIN)/ferry schemas
+
+bench: $(STAMP)
+	$(BIN)/python bench/export.py
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ferry needs Python 3.11 or newer; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .ferry .mypy_cache .ruff_cache .pytest_cache
