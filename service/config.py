@@ -1,0 +1,209 @@
+"""Ferry's settings: one object, read once at start from `FERRY_*` variables.
+
+Nested groups use `__`, e.g. `FERRY_KAFKA__BOOTSTRAP_SERVERS`. When `.ferry/dev.env` exists (written
+by `ferry dev`), every command reads it too, so commands run next to a dev stack just work;
+real environment variables always win over that file.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ENV_FILE = Path(".ferry") / "dev.env"
+
+# Credentials `ferry dev` hands to the embedded object store. The embedded server accepts
+# anything; outside development they are refused so a deployment cannot run on them by mistake.
+DEV_S3_ACCESS_KEY = "ferry-dev"
+DEV_S3_SECRET_KEY = "ferry-dev-secret"  # noqa: S105 - a published placeholder, refused in production
+
+
+class KafkaSettings(BaseModel):
+    """Where requests arrive and status events leave."""
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    requests_topic: str = Field(
+        "ferry.requests", description="Export/import requests (key: project id)."
+    )
+    status_topic: str = Field("ferry.status", description="Job status events (key: job id).")
+    dead_letter_topic: str = Field(
+        "ferry.requests.dlq",
+        description="Requests that cannot be parsed, with the reason in headers.",
+    )
+    intake_group: str = Field(
+        "ferry-intake", description="Consumer group of the workers' request intake."
+    )
+    read_model_group: str = Field(
+        "ferry-api", description="Consumer group of the API's read model (shared by API replicas)."
+    )
+    idempotent_producer: bool = Field(
+        default=True,
+        description="Idempotent producer (the embedded broker lacks it: off in `ferry dev`).",
+    )
+    max_event_bytes: int = Field(
+        1_048_576, gt=0, description="Requests larger than this go to the dead-letter topic."
+    )
+    topic_partitions: int = Field(
+        4, gt=0, description="Partitions of topics `ferry provision` creates."
+    )
+    topic_replication_factor: int = Field(
+        1, gt=0, description="Replicas of topics `ferry provision` creates (3 on a real cluster)."
+    )
+
+
+class MongoSettings(BaseModel):
+    """The job ledger, the outbox, datasets, API keys and the API's read model."""
+
+    url: SecretStr = Field(
+        SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"),
+        description="MongoDB URL. Transactions need a replica set (one node is enough).",
+    )
+    database: str = Field("ferry", description="Database holding every Ferry collection.")
+
+
+class S3Settings(BaseModel):
+    """The object store export files are written to."""
+
+    endpoint: str = Field(
+        "http://127.0.0.1:9000", description="S3/MinIO endpoint URL (http or https)."
+    )
+    public_endpoint: str | None = Field(
+        None,
+        description="Endpoint URL in download links, when clients reach the store by another name.",
+    )
+    access_key: SecretStr = Field(description="Access key. No default: set it, or run `ferry dev`.")
+    secret_key: SecretStr = Field(description="Secret key. No default: set it, or run `ferry dev`.")
+    bucket: str = Field("ferry", description="Bucket for export files.")
+    region: str = Field(
+        "us-east-1", description="Region; fixed so presigning needs no network call."
+    )
+    part_size_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        description="Multipart part size; at least 5 MiB (S3). Bounds the exporter's memory.",
+    )
+    presign_ttl_seconds: int = Field(
+        900, gt=0, description="Lifetime of a download link; never beyond the export's expiry."
+    )
+
+    def split_endpoint(self, *, public: bool = False) -> tuple[str, bool]:
+        """Host:port and whether TLS is used, as the minio client wants them."""
+        url = urlsplit(self.public_endpoint if public and self.public_endpoint else self.endpoint)
+        if url.scheme not in {"http", "https"} or not url.netloc:
+            raise ValueError(f"S3 endpoint must be an http(s) URL, got {url.geturl()!r}")
+        return url.netloc, url.scheme == "https"
+
+
+class WorkerSettings(BaseModel):
+    """The pool that claims and runs jobs."""
+
+    concurrency: int = Field(4, gt=0, description="Jobs one worker process runs at once.")
+    lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A job whose worker stops heartbeating is claimed again after this long.",
+    )
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a running job renews its lease."
+    )
+    poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    max_lost_leases: int = Field(
+        3,
+        gt=0,
+        description="A job whose worker vanished this many times fails with WORKER_LOST, "
+        "so one poisonous job cannot crash every worker in turn.",
+    )
+    progress_interval_seconds: float = Field(
+        1.0, gt=0, description="Progress is saved and published at most this often."
+    )
+    batch_size: int = Field(2000, gt=0, description="Rows read from the database per batch.")
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="On SIGTERM, time given to running jobs before they are handed back.",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> WorkerSettings:
+        if self.heartbeat_seconds >= self.lease_seconds:
+            raise ValueError("worker.heartbeat_seconds must be shorter than worker.lease_seconds")
+        return self
+
+
+class ExportSettings(BaseModel):
+    """How export files are written and kept."""
+
+    retention_seconds: int = Field(
+        7 * 24 * 3600, gt=0, description="A completed export expires this long after completion."
+    )
+    expiry_sweep_seconds: float = Field(
+        30.0, gt=0, description="How often expired exports are looked for and deleted."
+    )
+    escape_formulas: bool = Field(
+        default=True,
+        description="Prefix CSV cells starting with = + - @ tab or CR with ' (formula injection).",
+    )
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(seconds=self.retention_seconds)
+
+
+class ApiSettings(BaseModel):
+    """The read-only lookup API."""
+
+    host: str = Field("127.0.0.1", description="Interface the API listens on.")
+    port: int = Field(8000, gt=0, lt=65536, description="Port the API listens on.")
+    page_limit_max: int = Field(
+        100, gt=0, description="Largest `limit` a list request may ask for."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything Ferry can be told. Built once at start; nothing reads the environment later."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FERRY_",
+        env_nested_delimiter="__",
+        env_file=DEV_ENV_FILE,
+        extra="ignore",
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "production", description="`development` allows the dev stack's placeholder credentials."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: pretty on a terminal, JSON otherwise."
+    )
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    s3: S3Settings
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _no_dev_credentials_in_production(self) -> Settings:
+        if self.environment == "production" and (
+            self.s3.access_key.get_secret_value() == DEV_S3_ACCESS_KEY
+            or self.s3.secret_key.get_secret_value() == DEV_S3_SECRET_KEY
+        ):
+            raise ValueError(
+                "the dev stack's placeholder S3 credentials are refused outside development; "
+                "set FERRY_S3__ACCESS_KEY and FERRY_S3__SECRET_KEY, "
+                "or FERRY_ENVIRONMENT=development"
+            )
+        return self
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (and `.ferry/dev.env` when present)."""
+    return Settings()

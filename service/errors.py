@@ -1,0 +1,68 @@
+"""One error root. Each error carries a stable, machine-readable code; where it surfaces decides
+the outcome in one place: the HTTP layer renders the envelope, the intake turns request errors
+into failed jobs, the runner fails or retries the job."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class FerryError(Exception):
+    """Base of every error Ferry raises on purpose."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(FerryError):
+    """A request that parses but cannot be run; the requester reads `code` and `message`."""
+
+    code = "INVALID_REQUEST"
+    http_status = 400
+
+    def __init__(self, message: str, *, code: str = "INVALID_REQUEST") -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]  # a finer code per instance, e.g. INVALID_FILTER
+
+
+class UnauthorizedError(FerryError):
+    code = "UNAUTHORIZED"
+    http_status = 401
+
+
+class NotFoundError(FerryError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class ExportNotReadyError(FerryError):
+    code = "EXPORT_NOT_READY"
+    http_status = 409
+
+
+class ExportExpiredError(FerryError):
+    code = "EXPORT_EXPIRED"
+    http_status = 410
+
+
+class LeaseLostError(FerryError):
+    """This worker no longer owns the job: another attempt took it over. Write nothing more."""
+
+    code = "LEASE_LOST"
+
+    def __init__(self, job_id: str, attempt: int) -> None:
+        super().__init__(f"lease on job {job_id} (attempt {attempt}) was lost")
+        self.job_id = job_id
+        self.attempt = attempt
+
+
+class JobFailedError(FerryError):
+    """A job cannot succeed; it fails with this code and message, visible to the requester."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]
