@@ -1,0 +1,100 @@
+"""What a dataset declares so it can be exported: its collection, filters, columns and rows.
+
+A dataset is one module in this package exposing `DATASET`; the registry finds it, so adding a
+dataset touches nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from service.errors import InvalidRequestError
+
+FiltersT = TypeVar("FiltersT", bound=BaseModel)
+
+Document = Mapping[str, Any]
+Cell = str | int | float | bool | datetime | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One exported column: its name in the file and the document field it comes from."""
+
+    name: str
+    field: str
+
+
+@dataclass(frozen=True)
+class Dataset(Generic[FiltersT]):
+    """A collection that can be exported, filtered by a typed filter model."""
+
+    name: str
+    collection: str
+    description: str
+    filters_model: type[FiltersT]
+    record_model: type[BaseModel]
+    columns: tuple[Column, ...]
+    sort: tuple[tuple[str, int], ...]
+    indexes: tuple[tuple[tuple[str, int], ...], ...]
+
+    def parse_filters(self, raw: Mapping[str, Any]) -> FiltersT:
+        """Validate request filters; the error says which filter is wrong and how."""
+        try:
+            return self.filters_model.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidRequestError(
+                describe_validation_error(exc, prefix="filters"),
+                code=_filter_error_code(exc),
+            ) from exc
+
+    def select_columns(self, requested: Sequence[str] | None) -> tuple[Column, ...]:
+        """The requested columns in the requested order, or all of them."""
+        if not requested:
+            return self.columns
+        by_name = {column.name: column for column in self.columns}
+        unknown = [name for name in requested if name not in by_name]
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown columns {unknown} for dataset {self.name!r}; "
+                f"choose from {[column.name for column in self.columns]}",
+                code="INVALID_COLUMNS",
+            )
+        if len(set(requested)) != len(requested):
+            raise InvalidRequestError("columns must not repeat a name", code="INVALID_COLUMNS")
+        return tuple(by_name[name] for name in requested)
+
+    def query(self, project_id: str, filters: FiltersT) -> dict[str, Any]:
+        """The MongoDB filter for one project's rows; datasets override `filter_query`."""
+        return {"project_id": project_id, **self.filter_query(filters)}
+
+    # Overridden by each dataset -------------------------------------------------------------
+
+    def filter_query(self, filters: FiltersT) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def view_fields(self, filters: FiltersT) -> dict[str, Any]:
+        """How the filters appear in the job as the API shows it (`filter_<name>` by default)."""
+        return {f"filter_{name}": value for name, value in filters.model_dump(mode="json").items()}
+
+    def estimate_progress(self, filters: FiltersT, last_row: Document) -> float | None:  # noqa: ARG002
+        """Fraction done after `last_row` (rows come in `sort` order), or None when unknown."""
+        return None
+
+
+def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
+    """One line per problem, naming the field path, e.g. `filters.end_time: must be after ...`."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        location = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        parts.append(f"{location or prefix or 'request'}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _filter_error_code(exc: ValidationError) -> str:
+    types = {error["type"] for error in exc.errors(include_url=False)}
+    return "INVALID_TIME_RANGE" if "invalid_time_range" in types else "INVALID_FILTER"
