@@ -1,0 +1,136 @@
+"""Ferry's wire contracts, version 1. These pydantic models are the source of `schemas/`.
+
+Every event is a CloudEvents 1.0 JSON object in structured mode. A contract changes only by
+adding a new versioned `type`; consumers can rely on v1 staying as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from service.clock import rfc3339
+from service.jobs.model import Compression, ExportFormat
+from service.jobs.status import JobStatus
+from service.jobs.view import JobView
+
+EXPORT_REQUESTED = "ferry.export.requested.v1"
+JOB_STATUS_CHANGED = "ferry.job.status_changed.v1"
+JOB_UPDATED = "ferry.job.updated.v1"
+
+REQUEST_TYPES = frozenset({EXPORT_REQUESTED})
+
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+
+# Project ids become part of object keys, so they are kept to a safe alphabet.
+PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_PROJECT_ID_RE = re.compile(PROJECT_ID_PATTERN)
+
+
+def is_valid_project_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_PROJECT_ID_RE.fullmatch(value)) and ".." not in value
+
+
+def _project_id(value: str) -> str:
+    if not is_valid_project_id(value):
+        raise ValueError(f"must match {PROJECT_ID_PATTERN} and not contain '..'")
+    return value
+
+
+ProjectId = Annotated[
+    str,
+    Field(pattern=PROJECT_ID_PATTERN, examples=["proj_abc123"]),
+    AfterValidator(_project_id),
+]
+
+
+class CloudEvent(BaseModel):
+    """The CloudEvents 1.0 envelope (structured mode, JSON)."""
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, description="Unique per source; duplicates are ignored.")
+    source: str = Field(min_length=1, description="URI-reference of the producer.")
+    type: str = Field(min_length=1)
+    time: AwareDatetime | None = None
+    subject: str | None = None
+    datacontenttype: str | None = "application/json"
+    data: Any = None
+
+
+class ExportRequestedData(BaseModel):
+    """`data` of `ferry.export.requested.v1`: export a dataset's rows to a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: ProjectId
+    job_id: UUID | None = Field(
+        None,
+        description="Chosen by the caller to know the job id up front; else Ferry makes a UUIDv7.",
+    )
+    dataset: str = Field("messages", description="What to export, e.g. `messages`.")
+    filters: dict[str, Any] = Field(
+        description="The dataset's filters; for `messages`: start_time and end_time (required, "
+        "RFC 3339), status, endpoint_id, inbound_endpoint_id, direction (outbound|inbound)."
+    )
+    format: ExportFormat = "csv"
+    compression: Compression = "none"
+    columns: list[str] | None = Field(
+        None, min_length=1, description="A subset of the dataset's columns, in the order wanted."
+    )
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Requests repeating a key make no second job.",
+    )
+
+
+class ExportRequested(CloudEvent):
+    type: Literal["ferry.export.requested.v1"]
+    data: ExportRequestedData
+
+
+class StatusChangedData(JobView):
+    """`data` of `ferry.job.status_changed.v1`: the job as the API shows it, after the change."""
+
+    previous_status: JobStatus | None = Field(description="Null when the job was just created.")
+
+
+class JobStatusChanged(CloudEvent):
+    type: Literal["ferry.job.status_changed.v1"]
+    subject: str = Field(description="The job id.")
+    data: StatusChangedData
+
+
+class JobUpdated(CloudEvent):
+    """A published change that is not a status change: progress, or a new attempt."""
+
+    type: Literal["ferry.job.updated.v1"]
+    subject: str = Field(description="The job id.")
+    data: JobView
+
+
+def make_event(
+    *,
+    event_id: str,
+    source: str,
+    event_type: str,
+    subject: str,
+    time: datetime,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """A CloudEvent as the JSON object that goes on the wire."""
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "time": rfc3339(time),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": data,
+    }

@@ -1,0 +1,1 @@
+"""Jobs: the status machine, the MongoDB ledger and the lease-claiming runner."""

@@ -1,0 +1,41 @@
+"""What a running job can do with its lease: report progress and confirm it still owns the job."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from service.errors import LeaseLostError
+from service.jobs.ledger import Lease, Ledger
+from service.jobs.model import Progress
+
+
+class JobContext:
+    """Handed to an executor for one attempt of one job."""
+
+    def __init__(
+        self, ledger: Ledger, lease: Lease, *, lease_duration: timedelta, progress_interval: float
+    ) -> None:
+        self.lease = lease
+        self._ledger = ledger
+        self._lease_duration = lease_duration
+        self._interval = progress_interval
+        self._last_saved = time.monotonic()
+
+    async def progress(self, rows_processed: int, fraction: float | None) -> None:
+        """Record progress, at most once per interval: each save is a write and an event."""
+        now = time.monotonic()
+        if now - self._last_saved < self._interval:
+            return
+        self._last_saved = now
+        percent = None if fraction is None else round(fraction * 100, 1)
+        await self._ledger.save_progress(
+            self.lease,
+            Progress(rows_processed=rows_processed, percent=percent),
+            extend_by=self._lease_duration,
+        )
+
+    async def confirm_lease(self) -> None:
+        """Raise LeaseLostError unless this attempt still owns the job (and extend the lease)."""
+        if not await self._ledger.heartbeat(self.lease, extend_by=self._lease_duration):
+            raise LeaseLostError(self.lease.job_id, self.lease.attempt)

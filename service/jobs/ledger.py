@@ -1,0 +1,308 @@
+"""The job ledger in MongoDB.
+
+Every change is a compare-and-set (`find_one_and_update` on the expected status, and for a running
+job on its lease: owner and attempt), and writes its status event to the outbox in the same
+transaction, so an event exists exactly when the change happened. A worker whose lease was taken
+over matches nothing and therefore writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+import structlog
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from service.clock import utcnow, uuid7
+from service.errors import LeaseLostError
+from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
+from service.events.outbox import OUTBOX_COLLECTION, outbox_entry
+from service.jobs.model import ExportResult, Job, Progress
+from service.jobs.status import JobStatus, allowed_from
+from service.jobs.view import job_view
+
+log = structlog.get_logger(__name__)
+
+JOBS_COLLECTION = "jobs"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's claim on a job. Owner and attempt together fence out stale workers."""
+
+    job_id: str
+    owner: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Outcome of recording a new job: created, a duplicate of an existing one, or a clash."""
+
+    outcome: Literal["created", "duplicate", "conflict"]
+    job_id: str
+
+
+class Ledger:
+    """Jobs and their lifecycle. `on_event` is called after each commit that wrote an event."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[dict[str, Any]],
+        *,
+        event_source: str,
+        on_event: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = database
+        self._jobs = database[JOBS_COLLECTION]
+        self._outbox = database[OUTBOX_COLLECTION]
+        self._source = event_source
+        self._on_event = on_event
+
+    async def ensure_indexes(self) -> None:
+        await self._jobs.create_indexes(
+            [
+                IndexModel([("request_source", ASCENDING), ("request_id", ASCENDING)], unique=True),
+                IndexModel(
+                    [("project_id", ASCENDING), ("idempotency_key", ASCENDING)],
+                    unique=True,
+                    partialFilterExpression={"idempotency_key": {"$type": "string"}},
+                ),
+                IndexModel([("status", ASCENDING), ("created_at", ASCENDING)]),
+                IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)]),
+                IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
+            ]
+        )
+
+    # Intake ------------------------------------------------------------------------------------
+
+    async def accept(self, job: Job) -> Accepted:
+        """Record a new job, once: a repeat of its job id, idempotency key or CloudEvent
+        (source + id) makes no second job."""
+
+        async def insert(session: AsyncClientSession) -> None:
+            await self._jobs.insert_one(job.to_document(), session=session)
+            await self._outbox.insert_one(
+                self._entry(job, JOB_STATUS_CHANGED, None), session=session
+            )
+
+        try:
+            await self._transaction(insert)
+        except DuplicateKeyError:
+            return await self._duplicate_of(job)
+        self._on_event()
+        return Accepted("created", job.id)
+
+    async def _duplicate_of(self, job: Job) -> Accepted:
+        clauses: list[dict[str, Any]] = [
+            {"_id": job.id},
+            {"request_source": job.request_source, "request_id": job.request_id},
+        ]
+        if job.idempotency_key is not None:
+            clauses.append({"project_id": job.project_id, "idempotency_key": job.idempotency_key})
+        existing = await self._jobs.find_one({"$or": clauses}, {"project_id": 1})
+        if existing is None:  # pragma: no cover - the unique index just said it exists
+            raise RuntimeError(f"duplicate job {job.id} vanished")
+        outcome: Literal["duplicate", "conflict"] = (
+            "duplicate" if existing["project_id"] == job.project_id else "conflict"
+        )
+        return Accepted(outcome, str(existing["_id"]))
+
+    async def get(self, job_id: str) -> Job | None:
+        document = await self._jobs.find_one({"_id": job_id})
+        return None if document is None else Job.from_document(document)
+
+    # Claiming and leases ---------------------------------------------------------------------
+
+    async def claim(self, owner: str, *, lease: timedelta, max_lost_leases: int) -> Job | None:
+        """Take the oldest pending job, or one whose worker stopped heartbeating."""
+        now = utcnow()
+        lease_fields = {"lease_owner": owner, "lease_expires_at": now + lease}
+        job = await self._change(
+            {"status": JobStatus.PENDING.value},
+            {
+                "$set": {"status": JobStatus.PROCESSING.value, **lease_fields},
+                "$min": {"started_at": now},  # $min sets it when absent: the first start counts
+                "$inc": {"attempt": 1},
+            },
+            previous=JobStatus.PENDING,
+            sort=[("created_at", ASCENDING)],
+        )
+        if job is not None:
+            return job
+        lapsed = {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}}
+        # A job that has already lost its worker too often fails instead of taking down more.
+        exhausted = await self._change(
+            {**lapsed, "lost_leases": {"$gte": max_lost_leases - 1}},
+            self._finish_update(
+                JobStatus.FAILED,
+                now,
+                error_code="WORKER_LOST",
+                error_message=f"the job's worker stopped responding {max_lost_leases} times; "
+                "the job was not retried again",
+                lost_leases=max_lost_leases,
+            ),
+            previous=JobStatus.PROCESSING,
+        )
+        if exhausted is not None:
+            log.warning("job.worker_lost", job_id=exhausted.id, attempt=exhausted.attempt)
+        return await self._change(
+            lapsed,
+            {"$set": lease_fields, "$inc": {"attempt": 1, "lost_leases": 1}},
+            previous=JobStatus.PROCESSING,
+            sort=[("lease_expires_at", ASCENDING)],
+        )
+
+    async def heartbeat(self, lease: Lease, *, extend_by: timedelta) -> bool:
+        """Extend the lease; False when it is no longer ours. Not a published change."""
+        result = await self._jobs.update_one(
+            self._fence(lease), {"$set": {"lease_expires_at": utcnow() + extend_by}}
+        )
+        return result.matched_count == 1
+
+    async def save_progress(
+        self, lease: Lease, progress: Progress, *, extend_by: timedelta
+    ) -> None:
+        job = await self._change(
+            self._fence(lease),
+            {"$set": {"progress": progress.model_dump(), "lease_expires_at": utcnow() + extend_by}},
+            previous=JobStatus.PROCESSING,
+        )
+        if job is None:
+            raise self._lost(lease)
+
+    # Outcomes ------------------------------------------------------------------------------
+
+    async def complete(self, lease: Lease, result: ExportResult, *, retention: timedelta) -> Job:
+        now = utcnow()
+        update = self._finish_update(
+            JobStatus.COMPLETED,
+            now,
+            result=result.model_dump(),
+            expires_at=now + retention,
+            progress=Progress(rows_processed=result.row_count, percent=100.0).model_dump(),
+        )
+        job = await self._change(self._fence(lease), update, previous=JobStatus.PROCESSING)
+        if job is None:
+            raise self._lost(lease)
+        return job
+
+    async def fail(self, lease: Lease, *, code: str, message: str) -> Job:
+        update = self._finish_update(
+            JobStatus.FAILED, utcnow(), error_code=code, error_message=message
+        )
+        job = await self._change(self._fence(lease), update, previous=JobStatus.PROCESSING)
+        if job is None:
+            raise self._lost(lease)
+        return job
+
+    async def release(self, lease: Lease) -> Job | None:
+        """Hand a running job back (worker shutting down): pending again, at once."""
+        return await self._change(
+            self._fence(lease),
+            {
+                "$set": {"status": JobStatus.PENDING.value},
+                "$unset": {"lease_owner": "", "lease_expires_at": ""},
+            },
+            previous=JobStatus.PROCESSING,
+        )
+
+    # Expiry --------------------------------------------------------------------------------
+
+    async def due_for_expiry(self, now: datetime, *, limit: int) -> list[Job]:
+        cursor = self._jobs.find(
+            {"status": JobStatus.COMPLETED.value, "expires_at": {"$lte": now}}, limit=limit
+        )
+        return [Job.from_document(document) async for document in cursor]
+
+    async def expire(self, job_id: str) -> Job | None:
+        return await self._change(
+            {"_id": job_id, "status": {"$in": allowed_from(JobStatus.EXPIRED)}},
+            {"$set": {"status": JobStatus.EXPIRED.value}},
+            previous=JobStatus.COMPLETED,
+        )
+
+    # Mechanics -----------------------------------------------------------------------------
+
+    async def _change(
+        self,
+        match: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        previous: JobStatus,
+        sort: list[tuple[str, int]] | None = None,
+    ) -> Job | None:
+        """Compare-and-set one job and write its event, atomically. None when nothing matched."""
+        now = utcnow()
+        full_update: dict[str, Any] = {key: dict(value) for key, value in update.items()}
+        full_update.setdefault("$set", {})["updated_at"] = now
+        full_update.setdefault("$inc", {})["version"] = 1
+
+        async def apply(session: AsyncClientSession) -> Job | None:
+            document = await self._jobs.find_one_and_update(
+                match,
+                full_update,
+                sort=sort,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if document is None:
+                return None
+            job = Job.from_document(document)
+            status_changed = job.status != previous
+            entry = self._entry(
+                job, JOB_STATUS_CHANGED if status_changed else JOB_UPDATED, previous
+            )
+            await self._outbox.insert_one(entry, session=session)
+            return job
+
+        job = await self._transaction(apply)
+        if job is not None:
+            self._on_event()
+        return job
+
+    async def _transaction(self, body: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
+        async with self._db.client.start_session() as session:
+            return await session.with_transaction(body)
+
+    def _entry(self, job: Job, event_type: str, previous: JobStatus | None) -> dict[str, Any]:
+        data = job_view(job)
+        if event_type == JOB_STATUS_CHANGED:
+            data["previous_status"] = previous.value if previous else None
+        event = make_event(
+            event_id=uuid7(),
+            source=self._source,
+            event_type=event_type,
+            subject=job.id,
+            time=job.updated_at,
+            data=data,
+        )
+        return outbox_entry(key=job.id, event=event)
+
+    @staticmethod
+    def _fence(lease: Lease) -> dict[str, Any]:
+        return {
+            "_id": lease.job_id,
+            "status": JobStatus.PROCESSING.value,
+            "lease_owner": lease.owner,
+            "attempt": lease.attempt,
+        }
+
+    @staticmethod
+    def _finish_update(status: JobStatus, now: datetime, **fields: object) -> dict[str, Any]:
+        return {
+            "$set": {"status": status.value, "completed_at": now, **fields},
+            "$unset": {"lease_owner": "", "lease_expires_at": ""},
+        }
+
+    @staticmethod
+    def _lost(lease: Lease) -> LeaseLostError:
+        return LeaseLostError(lease.job_id, lease.attempt)

@@ -1,0 +1,81 @@
+"""The job as the ledger stores it (one MongoDB document per job)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.clock import as_utc
+from service.jobs.status import JobStatus
+
+JobKind = Literal["export"]
+ExportFormat = Literal["csv", "jsonl"]
+Compression = Literal["none", "gzip"]
+
+
+class Progress(BaseModel):
+    rows_processed: int = 0
+    percent: float | None = Field(None, description="Estimated share done, 0-100, when known.")
+
+
+class ExportResult(BaseModel):
+    """What a finished export produced."""
+
+    object_key: str
+    row_count: int
+    file_size_bytes: int
+    file_sha256: str
+
+
+class Job(BaseModel):
+    """A job in the ledger. `version` increases by one with every change that is published."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(alias="_id")
+    project_id: str
+    kind: JobKind = "export"
+    dataset: str
+    format: ExportFormat = "csv"
+    compression: Compression = "none"
+    columns: list[str] | None = None
+    # As requested, in JSON form; the dataset re-validates them when the job runs.
+    filters: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    request_source: str
+    request_id: str
+
+    status: JobStatus
+    version: int = 1
+    attempt: int = 0
+    lost_leases: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    progress: Progress = Field(default_factory=Progress)
+
+    result: ExportResult | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @field_validator(
+        "lease_expires_at", "created_at", "updated_at", "started_at", "completed_at", "expires_at"
+    )
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> Job:
+        return cls.model_validate(document)
+
+    def to_document(self) -> dict[str, Any]:
+        # Unset fields are left out, not stored as null: `$min` and `$exists` then behave.
+        return self.model_dump(by_alias=True, mode="python", exclude_none=True)

@@ -1,0 +1,40 @@
+"""The job lifecycle in one place: statuses and the transitions allowed between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+# Where each status may be reached from. `None` is "the job did not exist yet": a request that
+# cannot run is recorded directly as failed, so its requester can read why.
+TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
+    None: frozenset({JobStatus.PENDING, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.FAILED}),
+    # processing -> pending: a worker shutting down hands its job back.
+    JobStatus.PROCESSING: frozenset({JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.COMPLETED: frozenset({JobStatus.EXPIRED}),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.EXPIRED: frozenset(),
+}
+
+# No further work will happen to a job in these statuses.
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED})
+
+
+def can_transition(current: JobStatus | None, target: JobStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def allowed_from(target: JobStatus) -> list[str]:
+    """The statuses a compare-and-set into `target` may match."""
+    return sorted(
+        status.value for status, targets in TRANSITIONS.items() if status and target in targets
+    )

@@ -1,0 +1,96 @@
+"""The job as the API shows it. Status events carry exactly this, so the API's read model, the
+webhooks and any other consumer see one shape, built in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.clock import rfc3339
+from service.datasets import get_dataset
+from service.errors import InvalidRequestError
+from service.jobs.model import Compression, ExportFormat, Job, JobKind, Progress
+from service.jobs.status import JobStatus
+
+
+class JobView(BaseModel):
+    """A job in HookBridge's export shape, plus Ferry's additions (`progress`, `version`, ...).
+
+    Each dataset adds its filters as `filter_<name>` fields (for `messages`: `filter_start_time`,
+    `filter_end_time`, `filter_status`, `filter_endpoint_id`, `filter_inbound_endpoint_id`, and
+    `direction`), so they are allowed as extra properties.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="Job id (a UUID; UUIDv7 when Ferry chose it).")
+    project_id: str
+    kind: JobKind
+    dataset: str
+    status: JobStatus
+    format: ExportFormat
+    compression: Compression
+    columns: list[str] | None = None
+    idempotency_key: str | None = None
+    row_count: int | None = Field(None, description="Rows in the file, after completion.")
+    file_size_bytes: int | None = Field(
+        None, description="Bytes of the file as stored, after completion."
+    )
+    file_sha256: str | None = Field(None, description="SHA-256 of the file as stored (hex).")
+    error_code: str | None = Field(None, description="Machine-readable reason, when failed.")
+    error_message: str | None = Field(
+        None, description="What went wrong and what to fix, when failed."
+    )
+    attempt: int = Field(description="How many times a worker has claimed the job.")
+    progress: Progress
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    expires_at: str | None = Field(
+        None, description="When the file is deleted and the job expires."
+    )
+    version: int = Field(description="Increases with every published change of this job.")
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """The JSON object the API serves for `job` (and status events carry)."""
+    view: dict[str, Any] = {
+        "id": job.id,
+        "project_id": job.project_id,
+        "kind": job.kind,
+        "dataset": job.dataset,
+        "status": job.status.value,
+        "format": job.format,
+        "compression": job.compression,
+        "columns": job.columns,
+        "idempotency_key": job.idempotency_key,
+    }
+    view.update(_filter_fields(job))
+    result = job.result
+    view.update(
+        {
+            "row_count": result.row_count if result else None,
+            "file_size_bytes": result.file_size_bytes if result else None,
+            "file_sha256": result.file_sha256 if result else None,
+            "error_code": job.error_code,
+            "error_message": job.error_message,
+            "attempt": job.attempt,
+            "progress": job.progress.model_dump(mode="json"),
+            "created_at": rfc3339(job.created_at),
+            "started_at": rfc3339(job.started_at) if job.started_at else None,
+            "completed_at": rfc3339(job.completed_at) if job.completed_at else None,
+            "expires_at": rfc3339(job.expires_at) if job.expires_at else None,
+            "version": job.version,
+        }
+    )
+    return view
+
+
+def _filter_fields(job: Job) -> dict[str, Any]:
+    try:
+        dataset = get_dataset(job.dataset)
+        return dataset.view_fields(dataset.parse_filters(job.filters))
+    except InvalidRequestError:
+        # A job that failed because of its request still shows what was asked for.
+        return {f"filter_{name}": value for name, value in job.filters.items()}
