@@ -1,0 +1,1 @@
+"""Kafka: versioned wire contracts, the request intake, dead letters and the outbox relay."""

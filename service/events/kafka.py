@@ -1,0 +1,92 @@
+"""FastStream wiring: the brokers, the intake subscriber and the publishers. Thin by design;
+everything they do is in plain classes that tests can drive directly."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from service.config import KafkaSettings
+from service.events.contracts import CLOUDEVENTS_CONTENT_TYPE
+from service.events.dead_letters import IncomingRecord, PublishRaw
+from service.events.outbox import Publish
+
+if TYPE_CHECKING:
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
+
+    from service.events.intake import RequestIntake
+
+log = structlog.get_logger(__name__)
+
+# A failing handler (database or broker away) is redelivered; this pause keeps that from spinning.
+REDELIVERY_PAUSE_SECONDS = 1.0
+
+
+def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=settings.idempotent_producer,
+        logger=None,  # structlog tells what happened; FastStream's per-message lines are noise
+    )
+
+
+def subscribe_intake(
+    broker: KafkaBroker, settings: KafkaSettings, intake: RequestIntake
+) -> DefaultSubscriber:
+    subscriber = broker.subscriber(
+        settings.requests_topic,
+        group_id=settings.intake_group,
+        # Commit only after the job is durably recorded; on error seek back and redeliver.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        title="ferry.requests",
+        description="Export requests (CloudEvents), recorded in the job ledger, then acknowledged.",
+    )
+
+    @subscriber
+    async def on_request(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        if isinstance(raw, tuple):  # pragma: no cover - this subscriber is not a batch one
+            raise TypeError("batch records are not expected here")
+        record = IncomingRecord(
+            value=raw.value or b"",
+            key=raw.key,
+            headers=tuple(raw.headers or ()),
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+        )
+        try:
+            await intake.accept(record)
+        except Exception:
+            log.exception("request.redelivery", topic=raw.topic, offset=raw.offset)
+            await asyncio.sleep(REDELIVERY_PAUSE_SECONDS)
+            raise
+
+    return subscriber
+
+
+def status_publisher(broker: KafkaBroker, settings: KafkaSettings) -> Publish:
+    async def publish(key: str, payload: bytes) -> None:
+        await broker.publish(
+            payload,
+            topic=settings.status_topic,
+            key=key.encode(),
+            headers={"content-type": CLOUDEVENTS_CONTENT_TYPE},
+        )
+
+    return publish
+
+
+def dead_letter_publisher(broker: KafkaBroker, settings: KafkaSettings) -> PublishRaw:
+    async def publish(value: bytes, key: bytes | None, headers: dict[str, str]) -> None:
+        await broker.publish(value, topic=settings.dead_letter_topic, key=key, headers=headers)
+
+    return publish

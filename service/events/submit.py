@@ -1,0 +1,65 @@
+"""Building and publishing requests, for the CLI, the demo and tests: what an upstream service
+does when it asks Ferry for an export."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from service.clock import utcnow, uuid7
+from service.config import KafkaSettings
+from service.events.contracts import EXPORT_REQUESTED, make_event
+
+
+def export_request(
+    *,
+    project_id: str,
+    filters: dict[str, Any],
+    dataset: str = "messages",
+    export_format: str = "csv",
+    compression: str = "none",
+    columns: list[str] | None = None,
+    job_id: str | None = None,
+    idempotency_key: str | None = None,
+    source: str = "/ferry/cli",
+) -> dict[str, Any]:
+    """A `ferry.export.requested.v1` CloudEvent. Optional fields left out are not sent."""
+    data: dict[str, Any] = {
+        "project_id": project_id,
+        "job_id": job_id,
+        "dataset": dataset,
+        "filters": filters,
+        "format": export_format,
+        "compression": compression,
+        "columns": columns,
+        "idempotency_key": idempotency_key,
+    }
+    return make_event(
+        event_id=uuid7(),
+        source=source,
+        event_type=EXPORT_REQUESTED,
+        subject=project_id,
+        time=utcnow(),
+        data={name: value for name, value in data.items() if value is not None},
+    )
+
+
+async def publish_request(settings: KafkaSettings, event: dict[str, Any]) -> None:
+    """Publish one request, keyed by project id, and wait for the broker's acknowledgement."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=settings.idempotent_producer,
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.requests_topic,
+            json.dumps(event).encode(),
+            key=str(event["data"]["project_id"]).encode(),
+            headers=[("content-type", b"application/cloudevents+json; charset=UTF-8")],
+        )
+    finally:
+        await producer.stop()

@@ -1,0 +1,1 @@
+"""Exports: from a request to a file in the object store."""

@@ -1,0 +1,92 @@
+"""Encoders: rows (MongoDB documents) to file bytes. Pure functions of their input.
+
+CSV follows RFC 4180 (UTF-8, CRLF, a header row, quotes only where needed). Cells that a
+spreadsheet would run as a formula are prefixed with `'` (OWASP's advice) unless disabled.
+JSON Lines writes one object per row with the same column names and native JSON types.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from service.clock import rfc3339
+from service.datasets.base import Cell, Column, Document
+from service.jobs.model import ExportFormat
+
+# OWASP's list: formula starters, plus tab and carriage return which some spreadsheets strip first.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Encoder(Protocol):
+    def header(self) -> bytes: ...
+
+    def encode(self, rows: Sequence[Document]) -> bytes: ...
+
+
+class CsvEncoder:
+    def __init__(self, columns: Sequence[Column], *, escape_formulas: bool) -> None:
+        self._names = [column.name for column in columns]
+        self._fields = [column.field for column in columns]
+        self._escape_formulas = escape_formulas
+
+    def header(self) -> bytes:
+        return self._write([self._names])
+
+    def encode(self, rows: Sequence[Document]) -> bytes:
+        fields = self._fields
+        cell = self._cell
+        return self._write([[cell(row.get(field)) for field in fields] for row in rows])
+
+    def _cell(self, value: Cell) -> str | int | float:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            if self._escape_formulas and value.startswith(FORMULA_PREFIXES):
+                return "'" + value
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, datetime):
+            return rfc3339(value)
+        return value
+
+    @staticmethod
+    def _write(rows: list[list[Any]]) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+        return buffer.getvalue().encode()
+
+
+class JsonLinesEncoder:
+    def __init__(self, columns: Sequence[Column]) -> None:
+        self._columns = [(column.name, column.field) for column in columns]
+
+    def header(self) -> bytes:
+        return b""
+
+    def encode(self, rows: Sequence[Document]) -> bytes:
+        dumps = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), default=_json_default
+        ).encode
+        columns = self._columns
+        lines = [dumps({name: row.get(field) for name, field in columns}) for row in rows]
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def make_encoder(
+    export_format: ExportFormat, columns: Sequence[Column], *, escape_formulas: bool
+) -> Encoder:
+    if export_format == "csv":
+        return CsvEncoder(columns, escape_formulas=escape_formulas)
+    return JsonLinesEncoder(columns)

@@ -1,0 +1,165 @@
+"""The object store (S3/MinIO): multipart uploads, download links, deletes.
+
+The minio SDK is synchronous, so every call runs in a thread and the event loop never blocks.
+Its public `put_object` cannot take data produced by an async pipeline part by part, nor tell us
+the upload id, so the multipart calls go through the client's 7.2 internals, here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from minio import Minio
+from minio.datatypes import Part
+from minio.error import S3Error
+
+from service.config import S3Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from urllib3.response import BaseHTTPResponse
+
+
+class ObjectStore:
+    """One bucket of the object store."""
+
+    def __init__(self, settings: S3Settings) -> None:
+        self.bucket = settings.bucket
+        self._client = _client(settings, public=False)
+        # Links are signed for the host clients use, which may differ from ours (e.g. in Docker).
+        # With the region fixed, presigning is pure computation: no request is made.
+        self._signer = _client(settings, public=True)
+
+    async def ensure_bucket(self) -> None:
+        if not await asyncio.to_thread(self._client.bucket_exists, self.bucket):
+            try:
+                await asyncio.to_thread(self._client.make_bucket, self.bucket)
+            except S3Error as exc:
+                if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+
+    async def bucket_exists(self) -> bool:
+        return await asyncio.to_thread(self._client.bucket_exists, self.bucket)
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        await asyncio.to_thread(
+            self._client.put_object,
+            self.bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
+        )
+
+    async def start_multipart(self, key: str, *, content_type: str) -> MultipartUpload:
+        upload_id = await asyncio.to_thread(
+            self._client._create_multipart_upload,  # noqa: SLF001 - see the module docstring
+            self.bucket,
+            key,
+            {"Content-Type": content_type},
+        )
+        return MultipartUpload(self._client, self.bucket, key, upload_id)
+
+    async def presigned_get(self, key: str, *, ttl: timedelta, filename: str | None = None) -> str:
+        params: dict[str, str | list[str] | tuple[str]] | None = (
+            {"response-content-disposition": f'attachment; filename="{filename}"'}
+            if filename
+            else None
+        )
+        return await asyncio.to_thread(
+            self._signer.presigned_get_object,
+            self.bucket,
+            key,
+            expires=ttl,
+            response_headers=params,
+        )
+
+    async def delete(self, key: str) -> None:
+        """Delete an object; deleting one that is already gone is fine."""
+        await asyncio.to_thread(self._client.remove_object, self.bucket, key)
+
+    async def size(self, key: str) -> int | None:
+        try:
+            stat = await asyncio.to_thread(self._client.stat_object, self.bucket, key)
+        except S3Error as exc:
+            if exc.code in {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}:
+                return None
+            raise
+        return stat.size
+
+    async def read(self, key: str) -> bytes:
+        """Whole object into memory: for tests and small files only."""
+
+        def fetch() -> bytes:
+            response: BaseHTTPResponse = self._client.get_object(self.bucket, key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await asyncio.to_thread(fetch)
+
+
+@dataclass
+class MultipartUpload:
+    """An S3 multipart upload in progress. Parts are numbered from 1, in order."""
+
+    _client: Minio
+    bucket: str
+    key: str
+    upload_id: str
+    _parts: list[Part] = field(default_factory=list)
+
+    async def upload_part(self, data: bytes) -> None:
+        number = len(self._parts) + 1
+        self._parts.append(Part(number, ""))  # reserve the number before the await
+        etag = await asyncio.to_thread(
+            self._client._upload_part,  # noqa: SLF001 - see the module docstring
+            self.bucket,
+            self.key,
+            data,
+            None,
+            self.upload_id,
+            number,
+        )
+        self._parts[number - 1] = Part(number, etag)
+
+    async def complete(self) -> None:
+        await asyncio.to_thread(
+            self._client._complete_multipart_upload,  # noqa: SLF001
+            self.bucket,
+            self.key,
+            self.upload_id,
+            list(self._iter_parts()),
+        )
+
+    async def abort(self) -> None:
+        await asyncio.to_thread(
+            self._client._abort_multipart_upload,  # noqa: SLF001
+            self.bucket,
+            self.key,
+            self.upload_id,
+        )
+
+    def _iter_parts(self) -> Iterator[Part]:
+        for part in self._parts:
+            if not part.etag:
+                raise RuntimeError(f"part {part.part_number} of {self.key} was never uploaded")
+            yield part
+
+
+def _client(settings: S3Settings, *, public: bool) -> Minio:
+    host, secure = settings.split_endpoint(public=public)
+    return Minio(
+        host,
+        access_key=settings.access_key.get_secret_value(),
+        secret_key=settings.secret_key.get_secret_value(),
+        secure=secure,
+        region=settings.region,
+    )

@@ -1,0 +1,116 @@
+"""The worker process: request intake, the job runner, the outbox relay and the expiry sweep.
+
+Start-up and shutdown order matter: intake stops first (no new jobs), then running jobs finish
+or are handed back, then the relay publishes the last status events, then connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+import structlog
+
+from service.config import Settings
+from service.database import connect
+from service.events.contracts import EXPORT_REQUESTED
+from service.events.dead_letters import DeadLetters
+from service.events.intake import RequestIntake
+from service.events.kafka import (
+    dead_letter_publisher,
+    make_broker,
+    status_publisher,
+    subscribe_intake,
+)
+from service.events.outbox import OutboxRelay
+from service.exports.expiry import ExpirySweeper
+from service.exports.exporter import Exporter
+from service.exports.request import export_job_from_request
+from service.jobs.ledger import Ledger
+from service.jobs.runner import Runner
+from service.leadership import Leadership
+from service.storage import ObjectStore
+
+log = structlog.get_logger(__name__)
+
+EVENT_SOURCE = "/ferry"
+_LEADERSHIP_TTL = timedelta(seconds=15)
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, *, ready: asyncio.Event | None = None
+) -> None:
+    owner = worker_identity()
+    log.info("worker.starting", owner=owner, concurrency=settings.worker.concurrency)
+    client = connect(settings.mongo, app_name="ferry-worker")
+    database = client[settings.mongo.database]
+    store = ObjectStore(settings.s3)
+    broker = make_broker(settings.kafka, client_id=f"ferry-worker-{owner}")
+
+    relay = OutboxRelay(
+        database,
+        status_publisher(broker, settings.kafka),
+        Leadership(database, name="outbox-relay", owner=owner, ttl=_LEADERSHIP_TTL),
+    )
+    ledger = Ledger(database, event_source=EVENT_SOURCE, on_event=relay.wake)
+    exporter = Exporter(
+        database,
+        store,
+        batch_size=settings.worker.batch_size,
+        part_size=settings.s3.part_size_bytes,
+        escape_formulas=settings.export.escape_formulas,
+    )
+    runner = Runner(
+        ledger,
+        {"export": exporter},
+        settings.worker,
+        owner=owner,
+        retention=settings.export.retention,
+    )
+    intake = RequestIntake(
+        ledger,
+        DeadLetters(dead_letter_publisher(broker, settings.kafka)),
+        builders={EXPORT_REQUESTED: export_job_from_request},
+        max_event_bytes=settings.kafka.max_event_bytes,
+        on_accepted=runner.wake,
+    )
+    subscriber = subscribe_intake(broker, settings.kafka, intake)
+    sweeper = ExpirySweeper(
+        ledger,
+        store,
+        Leadership(database, name="export-expiry", owner=owner, ttl=_LEADERSHIP_TTL),
+        interval_seconds=settings.export.expiry_sweep_seconds,
+    )
+
+    await ledger.ensure_indexes()
+    await exporter.ensure_indexes()
+    await store.ensure_bucket()
+    await broker.start()
+    relay_stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(runner.run(stop), name="runner"),
+        asyncio.create_task(relay.run(relay_stop), name="outbox-relay"),
+        asyncio.create_task(sweeper.run(stop), name="expiry"),
+    ]
+    log.info("worker.started", owner=owner)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("worker.stopping", owner=owner)
+        await subscriber.stop()
+        await asyncio.gather(tasks[0], tasks[2], return_exceptions=True)
+        relay_stop.set()
+        await tasks[1]
+        await relay.drain_once()  # the last status events of handed-back jobs
+        await broker.stop()
+        await client.close()
+        log.info("worker.stopped", owner=owner)
