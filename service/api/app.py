@@ -1,0 +1,81 @@
+"""The API application. The lifespan owns every client; endpoints get them as dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from service.api import envelope
+from service.api.dependencies import Services
+from service.api.exports import router as exports_router
+from service.api.health import router as health_router
+from service.api.keys import ApiKeys
+from service.api.read_model import ReadModel
+from service.api.status_feed import subscribe_status_feed
+from service.config import Settings
+from service.database import connect
+from service.events.kafka import make_broker
+from service.storage import ObjectStore
+
+log = structlog.get_logger(__name__)
+
+API_TITLE = "Ferry lookup API"
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = connect(settings.mongo, app_name="ferry-api")
+        database = client[settings.mongo.database]
+        read_model = ReadModel(database)
+        store = ObjectStore(settings.s3)
+        broker = make_broker(settings.kafka, client_id="ferry-api")
+        subscribe_status_feed(broker, settings.kafka, read_model)
+        await read_model.ensure_indexes()
+        await broker.start()
+
+        async def mongo_ready() -> bool:
+            await database.command("ping")
+            return True
+
+        async def kafka_ready() -> bool:
+            return await broker.ping(timeout=_PING_TIMEOUT)
+
+        app.state.services = Services(
+            settings=settings, read_model=read_model, keys=ApiKeys(database), store=store
+        )
+        app.state.readiness_checks = {
+            "mongodb": mongo_ready,
+            "kafka": kafka_ready,
+            "object_store": store.bucket_exists,
+        }
+        log.info("api.started")
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await client.close()
+            log.info("api.stopped")
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=API_VERSION,
+        description="Read-only lookup of Ferry's export jobs, in HookBridge's shape.",
+        lifespan=lifespan,
+    )
+    envelope.install(app)
+    app.include_router(exports_router)
+    app.include_router(health_router)
+    return app
+
+
+_PING_TIMEOUT = 2.0
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    return app.openapi()

@@ -1,0 +1,136 @@
+"""HookBridge's export endpoints: `GET /v1/exports`, `/v1/exports/{id}` and its `/download`.
+
+A job of another project answers exactly like a missing one, so ids reveal nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from service.api.dependencies import ProjectDep, ServicesDep
+from service.api.envelope import ErrorEnvelope, envelope
+from service.clock import rfc3339, utcnow
+from service.errors import ExportExpiredError, ExportNotReadyError, NotFoundError
+from service.exports import files
+from service.jobs.status import JobStatus
+from service.jobs.view import JobView
+
+router = APIRouter(prefix="/v1/exports", tags=["exports"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "Invalid request"},
+    401: {"model": ErrorEnvelope, "description": "Invalid or missing API key"},
+    404: {"model": ErrorEnvelope, "description": "Export not found"},
+}
+
+
+class ExportMeta(BaseModel):
+    request_id: str
+
+
+class ExportEnvelope(BaseModel):
+    data: JobView
+    meta: ExportMeta
+
+
+class ExportPageMeta(BaseModel):
+    request_id: str
+    has_more: bool
+    next_cursor: str | None
+
+
+class ExportPage(BaseModel):
+    data: list[JobView]
+    meta: ExportPageMeta
+
+
+class DownloadLink(BaseModel):
+    url: str
+    expires_at: datetime
+
+
+class DownloadEnvelope(BaseModel):
+    data: DownloadLink
+    meta: ExportMeta
+
+
+@router.get("", response_model=ExportPage, responses=_ERRORS, summary="List exports")
+async def list_exports(
+    request: Request,
+    services: ServicesDep,
+    project_id: ProjectDep,
+    *,
+    status: Annotated[JobStatus | None, Query(description="Only exports in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+) -> dict[str, Any]:
+    views, next_cursor = await services.read_model.page(
+        project_id,
+        "export",
+        status=status.value if status else None,
+        limit=min(limit, services.settings.api.page_limit_max),
+        cursor=cursor,
+    )
+    return envelope(request, views, has_more=next_cursor is not None, next_cursor=next_cursor)
+
+
+@router.get("/{export_id}", response_model=ExportEnvelope, responses=_ERRORS, summary="Get export")
+async def get_export(
+    request: Request, services: ServicesDep, project_id: ProjectDep, export_id: UUID
+) -> dict[str, Any]:
+    return envelope(request, await _view(services, project_id, export_id))
+
+
+@router.get(
+    "/{export_id}/download",
+    status_code=302,
+    response_model=DownloadEnvelope,
+    responses={
+        **_ERRORS,
+        409: {"model": ErrorEnvelope, "description": "EXPORT_NOT_READY: not completed yet"},
+        410: {"model": ErrorEnvelope, "description": "EXPORT_EXPIRED: the file was deleted"},
+    },
+    summary="Download export",
+    description="Redirects (302) to a freshly signed URL of the file, valid for a short time "
+    "and never beyond the export's expiry. The body carries the same URL.",
+)
+async def download_export(
+    request: Request, services: ServicesDep, project_id: ProjectDep, export_id: UUID
+) -> JSONResponse:
+    view = await _view(services, project_id, export_id)
+    expires_at = datetime.fromisoformat(view["expires_at"]) if view.get("expires_at") else None
+    now = utcnow()
+    if view["status"] == JobStatus.EXPIRED or (
+        view["status"] == JobStatus.COMPLETED and expires_at is not None and expires_at <= now
+    ):
+        raise ExportExpiredError(f"export {export_id} has expired and its file was deleted")
+    if view["status"] != JobStatus.COMPLETED or expires_at is None:
+        raise ExportNotReadyError(f"export {export_id} is {view['status']}, not completed")
+    ttl = min(
+        timedelta(seconds=services.settings.s3.presign_ttl_seconds),
+        expires_at - now,
+    )
+    args = (view["project_id"], view["id"], view["format"], view["compression"])
+    url = await services.store.presigned_get(
+        files.object_key(*args),
+        ttl=max(ttl, timedelta(seconds=1)),
+        filename=files.download_filename(view["dataset"], *args[1:]),
+    )
+    body = envelope(request, {"url": url, "expires_at": rfc3339(now + ttl)})
+    response = JSONResponse(body, status_code=302)
+    response.headers["Location"] = url
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _view(services: ServicesDep, project_id: str, export_id: UUID) -> dict[str, Any]:
+    view = await services.read_model.get(project_id, "export", str(export_id))
+    if view is None:
+        raise NotFoundError(f"export {export_id} not found")
+    return view

@@ -1,0 +1,119 @@
+"""The API's own view of jobs, kept from the status topic.
+
+An event is applied only if its `version` is newer than what is stored, so redelivered,
+duplicated or reordered events leave the view as it should be.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from pymongo import DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from service.errors import InvalidRequestError
+
+READ_MODEL_COLLECTION = "job_views"
+
+
+class ReadModel:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self._views = database[READ_MODEL_COLLECTION]
+
+    async def ensure_indexes(self) -> None:
+        await self._views.create_indexes(
+            [
+                IndexModel(
+                    [
+                        ("project_id", 1),
+                        ("kind", 1),
+                        ("created_at", DESCENDING),
+                        ("_id", DESCENDING),
+                    ]
+                ),
+                IndexModel(
+                    [
+                        ("project_id", 1),
+                        ("kind", 1),
+                        ("status", 1),
+                        ("created_at", DESCENDING),
+                        ("_id", DESCENDING),
+                    ]
+                ),
+            ]
+        )
+
+    async def apply(self, view: dict[str, Any]) -> bool:
+        """Store `view` (a job as the API shows it) unless a newer version is already stored."""
+        version = int(view["version"])
+        document = {
+            "project_id": view["project_id"],
+            "kind": view["kind"],
+            "status": view["status"],
+            "version": version,
+            "created_at": datetime.fromisoformat(view["created_at"]),
+            "view": view,
+        }
+        try:
+            await self._views.update_one(
+                {"_id": view["id"], "version": {"$lt": version}}, {"$set": document}, upsert=True
+            )
+        except DuplicateKeyError:
+            return False  # this version or a newer one is already there
+        return True
+
+    async def get(self, project_id: str, kind: str, job_id: str) -> dict[str, Any] | None:
+        document = await self._views.find_one(
+            {"_id": job_id, "project_id": project_id, "kind": kind}
+        )
+        return None if document is None else dict(document["view"])
+
+    async def page(
+        self,
+        project_id: str,
+        kind: str,
+        *,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first. Returns the page and the cursor of the next one (None at the end)."""
+        query: dict[str, Any] = {"project_id": project_id, "kind": kind}
+        if status is not None:
+            query["status"] = status
+        if cursor is not None:
+            created_at, job_id = _decode_cursor(cursor)
+            query["$or"] = [
+                {"created_at": {"$lt": created_at}},
+                {"created_at": created_at, "_id": {"$lt": job_id}},
+            ]
+        documents = (
+            await self._views.find(query)
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)
+            .to_list()
+        )
+        views = [dict(document["view"]) for document in documents[:limit]]
+        if len(documents) <= limit:
+            return views, None
+        last = documents[limit - 1]
+        return views, _encode_cursor(last["created_at"], str(last["_id"]))
+
+
+def _encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), str(job_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidRequestError("cursor is not one this API returned") from exc

@@ -1,0 +1,66 @@
+"""Feeds the read model from the status topic (consumer group shared by all API replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+import structlog
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from service.api.read_model import ReadModel
+from service.config import KafkaSettings
+from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+
+if TYPE_CHECKING:
+    from faststream.kafka.subscriber.usecase import DefaultSubscriber
+
+log = structlog.get_logger(__name__)
+
+_VIEW_EVENTS = frozenset({JOB_STATUS_CHANGED, JOB_UPDATED})
+
+
+async def apply_status_event(read_model: ReadModel, payload: bytes) -> bool:
+    """Apply one status event; False when it was skipped (unreadable, or not newer)."""
+    try:
+        event = json.loads(payload)
+        data = dict(event["data"])
+        event_type = event["type"]
+    except (ValueError, KeyError, TypeError):
+        # Only Ferry writes this topic; an unreadable event is a bug to see, not to retry.
+        log.exception("status_feed.unreadable_event", size=len(payload))
+        return False
+    if event_type not in _VIEW_EVENTS:
+        return False
+    data.pop("previous_status", None)
+    return await read_model.apply(data)
+
+
+def subscribe_status_feed(
+    broker: KafkaBroker, settings: KafkaSettings, read_model: ReadModel
+) -> DefaultSubscriber:
+    subscriber = broker.subscriber(
+        settings.status_topic,
+        group_id=settings.read_model_group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        title="ferry.status (read model)",
+        description="Job status events applied to the API's read model by version.",
+    )
+
+    @subscriber
+    async def on_status(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        if isinstance(raw, tuple):  # pragma: no cover - not a batch subscriber
+            raise TypeError("batch records are not expected here")
+        try:
+            await apply_status_event(read_model, raw.value or b"")
+        except Exception:
+            log.exception("status_feed.redelivery", offset=raw.offset)
+            await asyncio.sleep(1.0)
+            raise
+
+    return subscriber
