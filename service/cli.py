@@ -1,0 +1,304 @@
+"""The `ferry` command. Each subcommand parses its options and calls into the service."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal, NoReturn
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from service.config import Settings, load_settings
+from service.logging import configure_logging
+
+app = typer.Typer(
+    help="Ferry: export jobs requested over Kafka, run from a MongoDB ledger, served over HTTP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="API keys for the lookup API.", no_args_is_help=True)
+submit_app = typer.Typer(
+    help="Publish a request, as an upstream service would.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(submit_app, name="submit")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    app()
+
+
+# Running Ferry ------------------------------------------------------------------------------
+
+
+@app.command()
+def dev(
+    demo: Annotated[
+        bool, typer.Option(help="Load demo data and run an export end to end.")
+    ] = False,
+    infra_only: Annotated[
+        bool, typer.Option(help="Start only Kafka, MongoDB and S3; run workers yourself.")
+    ] = False,
+    kafka_port: Annotated[int, typer.Option(envvar="FERRY_DEV__KAFKA_PORT")] = 9092,
+    mongo_port: Annotated[int, typer.Option(envvar="FERRY_DEV__MONGO_PORT")] = 27017,
+    s3_port: Annotated[int, typer.Option(envvar="FERRY_DEV__S3_PORT")] = 9000,
+    api_port: Annotated[int, typer.Option(envvar="FERRY_API__PORT")] = 8000,
+) -> None:
+    """Run Ferry on the embedded stack (data and logs under .ferry/)."""
+    from service.dev import DevOptions, run_dev
+    from service.devstack import DevStackError, Ports
+
+    configure_logging("info", "console")
+    options = DevOptions(
+        ports=Ports(kafka=kafka_port, mongo=mongo_port, s3=s3_port),
+        api_port=api_port,
+        demo=demo,
+        infra_only=infra_only,
+    )
+    try:
+        asyncio.run(run_dev(options, console))
+    except DevStackError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: request intake, job runner, outbox relay, expiry."""
+    from service.worker import run_worker
+
+    settings = _settings()
+    asyncio.run(_until_signal(lambda stop: run_worker(settings, stop)))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Overrides FERRY_API__HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides FERRY_API__PORT.")] = None,
+) -> None:
+    """Run the read-only lookup API."""
+    from service.api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def provision() -> None:
+    """Create Ferry's topics and bucket if they do not exist."""
+    from service.provisioning import provision as run
+
+    settings = _settings()
+    asyncio.run(run(settings))
+    console.print(
+        f"Topics {settings.kafka.requests_topic}, {settings.kafka.status_topic}, "
+        f"{settings.kafka.dead_letter_topic} and bucket {settings.s3.bucket} are ready."
+    )
+
+
+@app.command()
+def schemas(
+    check: Annotated[bool, typer.Option(help="Fail if schemas/ differs from the code.")] = False,
+    directory: Annotated[Path, typer.Option(help="Where the documents live.")] = Path("schemas"),
+) -> None:
+    """Write (or check) the JSON Schemas, AsyncAPI and OpenAPI documents generated from the code."""
+    from service.specs import stale_documents, write_documents
+
+    if check:
+        stale = stale_documents(directory)
+        if stale:
+            _fail(f"out of date: {', '.join(stale)}; run `ferry schemas` and commit the result")
+        console.print("schemas/ matches the code.")
+    else:
+        for path in write_documents(directory):
+            console.print(f"wrote {path}")
+
+
+# API keys -----------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option(help="The project the key may read.")],
+) -> None:
+    """Create an API key. The key is printed alone on the last line and is not shown again."""
+    from service.api.keys import ApiKeys
+    from service.database import connect
+    from service.events.contracts import is_valid_project_id
+
+    if not is_valid_project_id(project):
+        _fail(f"invalid project id {project!r}")
+    settings = _settings()
+
+    async def create() -> str:
+        client = connect(settings.mongo, app_name="ferry-cli")
+        try:
+            return await ApiKeys(client[settings.mongo.database]).create(project)
+        finally:
+            await client.close()
+
+    key = asyncio.run(create())
+    console.print(f"API key for project {project} (store it now; it cannot be shown again):")
+    print(key)  # noqa: T201 - alone and unstyled, so scripts can take the last line
+
+
+# Requests -----------------------------------------------------------------------------------
+
+
+@submit_app.command("export")
+def submit_export(
+    project: Annotated[str, typer.Option(help="Project id.")],
+    start: Annotated[str, typer.Option(help="filters.start_time, RFC 3339.")],
+    end: Annotated[str, typer.Option(help="filters.end_time, RFC 3339 (exclusive).")],
+    status: Annotated[str | None, typer.Option(help="Only messages in this status.")] = None,
+    endpoint_id: Annotated[str | None, typer.Option(help="Only this outbound endpoint.")] = None,
+    inbound_endpoint_id: Annotated[
+        str | None, typer.Option(help="Only this inbound endpoint.")
+    ] = None,
+    direction: Annotated[str, typer.Option(help="outbound or inbound.")] = "outbound",
+    dataset: Annotated[str, typer.Option(help="Dataset to export.")] = "messages",
+    export_format: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    gzip: Annotated[bool, typer.Option(help="Compress the file with gzip.")] = False,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated subset of columns.")] = None,
+    job_id: Annotated[str | None, typer.Option(help="Choose the job id (a UUID).")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Repeats make no new job.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the job and print the download link.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
+) -> None:
+    """Publish an export request to Kafka."""
+    from service.clock import uuid7
+    from service.events.submit import export_request, publish_request
+
+    settings = _settings()
+    filters = {"start_time": start, "end_time": end, "direction": direction}
+    optional = {
+        "status": status,
+        "endpoint_id": endpoint_id,
+        "inbound_endpoint_id": inbound_endpoint_id,
+    }
+    filters.update({name: value for name, value in optional.items() if value is not None})
+    chosen_id = job_id or uuid7()
+    event = export_request(
+        project_id=project,
+        dataset=dataset,
+        filters=filters,
+        export_format=export_format,
+        compression="gzip" if gzip else "none",
+        columns=[column.strip() for column in columns.split(",")] if columns else None,
+        job_id=chosen_id,
+        idempotency_key=idempotency_key,
+    )
+    asyncio.run(publish_request(settings.kafka, event))
+    console.print(f"Published export request; job id {chosen_id}")
+    if wait:
+        outcome = asyncio.run(_follow_job(settings, chosen_id, wait_seconds=timeout))
+        if outcome != "completed":
+            raise typer.Exit(1)
+
+
+async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -> str:
+    """Show the job's progress from the ledger until it finishes; print its download link."""
+    from service.database import connect
+    from service.exports import files
+    from service.jobs.ledger import Ledger
+    from service.jobs.status import FINISHED
+    from service.storage import ObjectStore
+
+    client = connect(settings.mongo, app_name="ferry-cli")
+    ledger = Ledger(client[settings.mongo.database], event_source="/ferry/cli")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]} rows"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("waiting for a worker", total=100, rows=0)
+            while loop.time() < deadline:
+                job = await ledger.get(job_id)
+                if job is not None:
+                    percent = job.progress.percent or (100.0 if job.status in FINISHED else 0.0)
+                    bar.update(
+                        task,
+                        description=job.status.value,
+                        completed=percent,
+                        rows=job.progress.rows_processed,
+                    )
+                    if job.status in FINISHED:
+                        break
+                await asyncio.sleep(0.3)
+            else:
+                console.print(f"[yellow]Still not finished after {wait_seconds:.0f}s.[/]")
+                return "timeout"
+        if job.status.value != "completed" or job.result is None:
+            console.print(f"[red]Job {job.status.value}: {job.error_code}: {job.error_message}[/]")
+            return job.status.value
+        url = await ObjectStore(settings.s3).presigned_get(
+            job.result.object_key,
+            ttl=timedelta(seconds=settings.s3.presign_ttl_seconds),
+            filename=files.download_filename(job.dataset, job.id, job.format, job.compression),
+        )
+        console.print(
+            f"Completed: {job.result.row_count} rows, {job.result.file_size_bytes} bytes, "
+            f"sha256 {job.result.file_sha256}"
+        )
+        console.print(f"Download (valid {settings.s3.presign_ttl_seconds}s): {url}", soft_wrap=True)
+        return "completed"
+    finally:
+        await client.close()
+
+
+# Helpers ------------------------------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"FERRY_{'__'.join(str(part).upper() for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        _fail(
+            f"Ferry is not configured: {problems}. Set these variables, "
+            "or run `ferry dev` in this directory first."
+        )
+    log_format: Literal["auto", "json", "console"] = settings.log_format
+    configure_logging(settings.log_level, log_format)
+    return settings
+
+
+async def _until_signal(body: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await body(stop)
+
+
+def _fail(message: str) -> NoReturn:
+    err_console.print(f"[red]error:[/] {message}")
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

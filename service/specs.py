@@ -1,0 +1,174 @@
+"""The documents in `schemas/`, generated from the code: a JSON Schema per event type and per
+dataset, the AsyncAPI 3.0 document of the topics, and the OpenAPI document of the HTTP API.
+
+The pydantic models are the source; `ferry schemas` writes these files and a test fails when the
+committed ones differ, so the published contract cannot drift from what the code does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.api.app import API_VERSION, create_app
+from service.config import KafkaSettings, S3Settings, Settings
+from service.datasets import all_datasets
+from service.events.contracts import (
+    CLOUDEVENTS_CONTENT_TYPE,
+    EXPORT_REQUESTED,
+    JOB_STATUS_CHANGED,
+    JOB_UPDATED,
+    ExportRequested,
+    JobStatusChanged,
+    JobUpdated,
+)
+
+_EVENTS: dict[str, tuple[type[BaseModel], str]] = {
+    EXPORT_REQUESTED: (ExportRequested, "Asks for an export. Key: the project id."),
+    JOB_STATUS_CHANGED: (
+        JobStatusChanged,
+        "A job changed status. `data` is the job as the API shows it, plus `previous_status`.",
+    ),
+    JOB_UPDATED: (
+        JobUpdated,
+        "A job changed without changing status (progress, a new attempt).",
+    ),
+}
+
+
+def generate_documents() -> dict[str, dict[str, Any]]:
+    """Relative path -> JSON document."""
+    documents: dict[str, dict[str, Any]] = {}
+    for event_type, (model, description) in _EVENTS.items():
+        schema = model.model_json_schema()
+        schema["$id"] = f"https://ferry.dev/schemas/events/{event_type}.json"
+        schema["description"] = description
+        documents[f"events/{event_type}.json"] = schema
+    for name, dataset in sorted(all_datasets().items()):
+        documents[f"datasets/{name}.json"] = {
+            "title": name,
+            "description": dataset.description,
+            "columns": [column.name for column in dataset.columns],
+            "filters": dataset.filters_model.model_json_schema(),
+            "record": dataset.record_model.model_json_schema(by_alias=True),
+        }
+    documents["asyncapi.json"] = asyncapi_document()
+    documents["openapi.json"] = create_app(_placeholder_settings()).openapi()
+    return documents
+
+
+def asyncapi_document() -> dict[str, Any]:
+    topics = KafkaSettings()  # the default topic names; each is a setting
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for event_type, (model, description) in _EVENTS.items():
+        payload = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(payload.pop("$defs", {}))
+        schemas[model.__name__] = payload
+        messages[model.__name__] = {
+            "name": event_type,
+            "title": event_type,
+            "summary": description,
+            "contentType": CLOUDEVENTS_CONTENT_TYPE,
+            "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
+        }
+    messages["DeadLetter"] = {
+        "name": "dead-letter",
+        "title": "Dead letter",
+        "summary": "A request that could not become a job: its original bytes, unchanged, with "
+        "the reason in the headers ferry-dlq-code, ferry-dlq-reason, ferry-dlq-topic, "
+        "ferry-dlq-partition, ferry-dlq-offset, ferry-dlq-at.",
+        "contentType": "application/octet-stream",
+        "payload": {"type": "string", "format": "binary"},
+    }
+
+    def ref(message: str) -> dict[str, str]:
+        return {"$ref": f"#/components/messages/{message}"}
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Ferry events",
+            "version": API_VERSION,
+            "description": "Requests in, status events out. Every event is a CloudEvents 1.0 "
+            "JSON object (structured mode). Topic names are settings; defaults shown.",
+        },
+        "defaultContentType": CLOUDEVENTS_CONTENT_TYPE,
+        "channels": {
+            "requests": {
+                "address": topics.requests_topic,
+                "description": "Export requests. Key: the project id.",
+                "messages": {"ExportRequested": ref("ExportRequested")},
+            },
+            "status": {
+                "address": topics.status_topic,
+                "description": "Every published change of a job, in order per job. Key: the "
+                "job id. `data.version` increases strictly per job; drop what you have seen.",
+                "messages": {
+                    "JobStatusChanged": ref("JobStatusChanged"),
+                    "JobUpdated": ref("JobUpdated"),
+                },
+            },
+            "deadLetters": {
+                "address": topics.dead_letter_topic,
+                "description": "Requests that cannot be attributed to a project or parsed.",
+                "messages": {"DeadLetter": ref("DeadLetter")},
+            },
+        },
+        "operations": {
+            "receiveRequests": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/requests"},
+                "messages": [{"$ref": "#/channels/requests/messages/ExportRequested"}],
+            },
+            "sendStatus": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/status"},
+                "messages": [
+                    {"$ref": "#/channels/status/messages/JobStatusChanged"},
+                    {"$ref": "#/channels/status/messages/JobUpdated"},
+                ],
+            },
+            "sendDeadLetters": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/deadLetters"},
+                "messages": [{"$ref": "#/channels/deadLetters/messages/DeadLetter"}],
+            },
+        },
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def write_documents(directory: Path) -> list[Path]:
+    written = []
+    for relative, document in generate_documents().items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(document))
+        written.append(path)
+    return written
+
+
+def stale_documents(directory: Path) -> list[str]:
+    """Documents missing from `directory` or different from what the code generates."""
+    stale = []
+    for relative, document in generate_documents().items():
+        path = directory / relative
+        if not path.exists() or path.read_text() != render(document):
+            stale.append(relative)
+    return stale
+
+
+def _placeholder_settings() -> Settings:
+    # The OpenAPI document depends on the routes only; no setting from the environment may
+    # change it, so it is built from defaults with stand-in credentials.
+    return Settings.model_construct(
+        s3=S3Settings(access_key="unused", secret_key="unused"),  # noqa: S106 - never used
+    )
