@@ -7,13 +7,14 @@ real environment variables always win over that file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_ENV_FILE = Path(".ferry") / "dev.env"
 
@@ -159,9 +160,6 @@ class ApiSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Interface the API listens on.")
     port: int = Field(8000, gt=0, lt=65536, description="Port the API listens on.")
-    page_limit_max: int = Field(
-        100, gt=0, description="Largest `limit` a list request may ask for."
-    )
 
 
 class Settings(BaseSettings):
@@ -185,7 +183,8 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
-    s3: S3Settings
+    # Validated even when absent, so the error names the variables to set.
+    s3: S3Settings = Field(default_factory=dict, validate_default=True)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -202,6 +201,40 @@ class Settings(BaseSettings):
                 "or FERRY_ENVIRONMENT=development"
             )
         return self
+
+
+class _ExplicitSettings(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        del settings_cls, env_settings, dotenv_settings, file_secret_settings  # ignored on purpose
+        return (init_settings,)
+
+
+def settings_from(values: Mapping[str, Any]) -> Settings:
+    """Settings from `values` alone, ignoring the environment and `.ferry/dev.env`: for tests
+    and for documents that must not depend on where they are generated."""
+    return _ExplicitSettings(**values)
+
+
+def settings_from_env(env: Mapping[str, str]) -> Settings:
+    """Settings from a `FERRY_*` variable mapping, as a child process given `env` would see them."""
+    values: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith("FERRY_"):
+            continue
+        *parents, leaf = name.removeprefix("FERRY_").lower().split("__")
+        node = values
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return settings_from(values)
 
 
 def load_settings() -> Settings:

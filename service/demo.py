@@ -45,7 +45,13 @@ def demo_messages(
                 "status": status.value,
                 "event_type": rng.choice(EVENT_TYPES),
                 "attempt_count": rng.randint(1, 6) if failed else 1,
-                "last_response_status": rng.choice((500, 502, 504, None)) if failed else 200,
+                "last_response_status": (
+                    rng.choice((500, 502, 504, None))
+                    if failed
+                    else 200
+                    if status == MessageStatus.SUCCEEDED
+                    else None  # queued or in flight: no response yet
+                ),
                 "last_error": rng.choice(ERRORS) if failed else None,
                 "created_at": created_at,
                 "delivered_at": (

@@ -74,7 +74,7 @@ async def list_exports(
         project_id,
         "export",
         status=status.value if status else None,
-        limit=min(limit, services.settings.api.page_limit_max),
+        limit=limit,
         cursor=cursor,
     )
     return envelope(request, views, has_more=next_cursor is not None, next_cursor=next_cursor)
