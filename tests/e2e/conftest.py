@@ -1,0 +1,81 @@
+"""The whole stack: `ferry api` and two `ferry worker` processes on the test servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from service.api.keys import ApiKeys
+from service.config import Settings, settings_from_env
+from service.database import Database, connect
+from service.provisioning import provision
+from tests.support.ferry import RunningFerry
+from tests.support.infra import Infra, isolated
+
+FINISHED = {"completed", "failed", "expired"}
+
+
+@pytest.fixture(scope="session")
+def e2e_env(infra: Infra) -> dict[str, str]:
+    # Its own database and topics: these workers run for the whole session.
+    return {**isolated(infra.env), "FERRY_KAFKA__MAX_EVENT_BYTES": "65536"}
+
+
+@pytest.fixture(scope="session")
+def e2e_settings(e2e_env: dict[str, str]) -> Settings:
+    settings = settings_from_env(e2e_env)
+    asyncio.run(provision(settings))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def ferry(
+    e2e_env: dict[str, str], e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningFerry]:
+    running = RunningFerry(e2e_env, tmp_path_factory.mktemp("ferry"))
+    running.start(workers=2)
+    yield running
+    running.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def e2e_db(e2e_settings: Settings) -> AsyncIterator[Database]:
+    client = connect(e2e_settings.mongo, app_name="ferry-e2e")
+    yield client[e2e_settings.mongo.database]
+    await client.drop_database(e2e_settings.mongo.database)
+    await client.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def http(ferry: RunningFerry) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=ferry.api_url, timeout=10) as client:
+        yield client
+
+
+async def api_key(database: Database, project: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await ApiKeys(database).create(project)}"}
+
+
+async def wait_for_job(
+    http: httpx.AsyncClient,
+    job_id: str,
+    headers: dict[str, str],
+    *,
+    statuses: set[str] = FINISHED,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Poll the API until the job reaches one of `statuses`; its view."""
+    last: Any = None
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        response = await http.get(f"/v1/exports/{job_id}", headers=headers)
+        last = response.json()
+        if response.status_code == httpx.codes.OK and last["data"]["status"] in statuses:
+            return dict(last["data"])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} never reached {statuses}: {last}")

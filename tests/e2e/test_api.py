@@ -1,0 +1,190 @@
+"""The lookup API's contract: auth, project isolation, errors in the envelope, pagination,
+status events in order, download links and expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from service.clock import utcnow
+from service.config import Settings
+from service.database import Database
+from service.demo import demo_messages, load_messages
+from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.events.submit import export_request
+from service.storage import ObjectStore
+from tests.e2e.conftest import api_key, wait_for_job
+from tests.support.ferry import RunningFerry
+from tests.support.kafka import publish, read_topic
+
+pytestmark = pytest.mark.e2e
+
+FILTERS = {"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-02T00:00:00Z"}
+
+
+async def completed_export(
+    settings: Settings, database: Database, http: httpx.AsyncClient, project: str
+) -> tuple[str, dict[str, str]]:
+    job_id = str(uuid.uuid4())
+    await publish(
+        settings.kafka,
+        [export_request(project_id=project, job_id=job_id, filters=FILTERS)],
+        key=project.encode(),
+    )
+    headers = await api_key(database, project)
+    assert (await wait_for_job(http, job_id, headers))["status"] == "completed"
+    return job_id, headers
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["meta"]["request_id"].startswith("req_")
+    assert response.headers["x-request-id"] == body["meta"]["request_id"]
+    return dict(body)
+
+
+async def test_keys_are_required_and_projects_cannot_see_each_other(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    job_id, owner = await completed_export(e2e_settings, e2e_db, http, f"own{uuid.uuid4().hex[:6]}")
+    url = f"/v1/exports/{job_id}"
+    assert (await http.get(url, headers=owner)).status_code == httpx.codes.OK
+
+    assert_error(await http.get(url), 401, "UNAUTHORIZED")
+    assert_error(
+        await http.get(url, headers={"Authorization": "Bearer fry_nope"}), 401, "UNAUTHORIZED"
+    )
+    assert_error(await http.get(url, headers={"Authorization": "Basic abc"}), 401, "UNAUTHORIZED")
+
+    stranger = await api_key(e2e_db, f"str{uuid.uuid4().hex[:6]}")
+    theirs = assert_error(await http.get(url, headers=stranger), 404, "NOT_FOUND")
+    missing_id = str(uuid.uuid4())
+    missing = assert_error(
+        await http.get(f"/v1/exports/{missing_id}", headers=stranger), 404, "NOT_FOUND"
+    )
+    # Indistinguishable from a job that does not exist.
+    assert theirs["error"]["message"].replace(job_id, "ID") == missing["error"]["message"].replace(
+        missing_id, "ID"
+    )
+    assert_error(await http.get(f"{url}/download", headers=stranger), 404, "NOT_FOUND")
+    listed = (await http.get("/v1/exports", headers=stranger)).json()
+    assert listed["data"] == []
+
+
+async def test_bad_input_answers_400_in_the_envelope(
+    ferry: RunningFerry, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    headers = await api_key(e2e_db, "bad-input")
+    assert_error(await http.get("/v1/exports/not-a-uuid", headers=headers), 400, "INVALID_REQUEST")
+    for params in ({"limit": "0"}, {"limit": "1000"}, {"status": "lost"}, {"cursor": "%%%"}):
+        assert_error(
+            await http.get("/v1/exports", headers=headers, params=params), 400, "INVALID_REQUEST"
+        )
+    assert_error(await http.get("/v1/nothing-here", headers=headers), 404, "NOT_FOUND")
+    assert_error(await http.post("/v1/exports", headers=headers), 405, "METHOD_NOT_ALLOWED")
+
+
+async def test_listing_filters_by_status_and_pages_with_a_cursor(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"lst{uuid.uuid4().hex[:6]}"
+    good = [str(uuid.uuid4()) for _ in range(3)]
+    bad = str(uuid.uuid4())
+    requests = [export_request(project_id=project, job_id=job, filters=FILTERS) for job in good]
+    invalid = export_request(project_id=project, job_id=bad, filters={"start_time": "x"})
+    await publish(e2e_settings.kafka, [*requests, invalid], key=project.encode())
+    headers = await api_key(e2e_db, project)
+    for job in [*good, bad]:
+        await wait_for_job(http, job, headers)
+
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 2}
+    while True:
+        page = (await http.get("/v1/exports", headers=headers, params=params)).json()
+        seen += [item["id"] for item in page["data"]]
+        assert page["meta"]["has_more"] == (page["meta"]["next_cursor"] is not None)
+        if not page["meta"]["has_more"]:
+            break
+        params["cursor"] = page["meta"]["next_cursor"]
+    assert sorted(seen) == sorted([*good, bad])
+    failed = (await http.get("/v1/exports", headers=headers, params={"status": "failed"})).json()
+    assert [item["id"] for item in failed["data"]] == [bad]
+
+
+async def test_status_events_come_in_order_with_strictly_increasing_versions(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"evt{uuid.uuid4().hex[:6]}"
+    end = utcnow()
+    await load_messages(e2e_db, demo_messages(project, 3000, end=end, span=timedelta(days=1)))
+    job_id = str(uuid.uuid4())
+    filters = {"start_time": (end - timedelta(days=1)).isoformat(), "end_time": end.isoformat()}
+    await publish(
+        e2e_settings.kafka,
+        [export_request(project_id=project, job_id=job_id, filters=filters)],
+        key=project.encode(),
+    )
+    headers = await api_key(e2e_db, project)
+    final = await wait_for_job(http, job_id, headers)
+
+    def of_job(records: list[Any]) -> list[dict[str, Any]]:
+        return [json.loads(r.value) for r in records if r.key == job_id.encode()]
+
+    records = await read_topic(
+        e2e_settings.kafka,
+        e2e_settings.kafka.status_topic,
+        until=lambda records: any(e["data"]["status"] == "completed" for e in of_job(records)),
+    )
+    events = of_job(records)
+    assert [e["data"]["version"] for e in events] == list(range(1, final["version"] + 1))
+    changes = [e for e in events if e["type"] == JOB_STATUS_CHANGED]
+    assert [(e["data"]["previous_status"], e["data"]["status"]) for e in changes] == [
+        (None, "pending"),
+        ("pending", "processing"),
+        ("processing", "completed"),
+    ]
+    updates = [e for e in events if e["type"] == JOB_UPDATED]
+    rows = [e["data"]["progress"]["rows_processed"] for e in updates]
+    assert rows == sorted(rows)
+    assert all(0 < n <= final["row_count"] for n in rows)
+    for event in events:
+        assert event["specversion"] == "1.0"
+        assert event["subject"] == job_id
+        assert {"id", "source", "time", "datacontenttype"} <= set(event)
+    assert changes[-1]["data"] | {"previous_status": None} == final | {"previous_status": None}
+
+
+async def test_download_links_are_fresh_each_time_and_expired_exports_answer_410(
+    ferry: RunningFerry,
+    e2e_settings: Settings,
+    e2e_db: Database,
+    http: httpx.AsyncClient,
+) -> None:
+    project = f"exp{uuid.uuid4().hex[:6]}"
+    job_id, headers = await completed_export(e2e_settings, e2e_db, http, project)
+    first = await http.get(f"/v1/exports/{job_id}/download", headers=headers)
+    await asyncio.sleep(1.1)
+    second = await http.get(f"/v1/exports/{job_id}/download", headers=headers)
+    assert first.status_code == second.status_code == httpx.codes.FOUND
+    assert first.headers["location"] != second.headers["location"]
+
+    store = ObjectStore(e2e_settings.s3)
+    key = f"exports/{project}/{job_id}.csv"
+    assert await store.size(key) is not None
+    # Bring the expiry forward; the workers' sweep deletes the file and publishes `expired`.
+    await e2e_db["jobs"].update_one({"_id": job_id}, {"$set": {"expires_at": utcnow()}})
+    view = await wait_for_job(http, job_id, headers, statuses={"expired"}, timeout=30)
+    assert view["status"] == "expired"
+    assert await store.size(key) is None
+    assert_error(
+        await http.get(f"/v1/exports/{job_id}/download", headers=headers), 410, "EXPORT_EXPIRED"
+    )

@@ -1,0 +1,131 @@
+"""What arrives on the request topic: duplicates make one job, poison goes to the dead-letter
+topic with its reason and stalls nothing, invalid requests become readable failed jobs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from service.config import Settings
+from service.database import Database
+from service.events.submit import export_request
+from tests.e2e.conftest import api_key, wait_for_job
+from tests.support.ferry import RunningFerry
+from tests.support.kafka import publish, read_topic
+
+pytestmark = pytest.mark.e2e
+
+FILTERS = {"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-02T00:00:00Z"}
+
+
+def request(project: str, **options: Any) -> dict[str, Any]:
+    return export_request(project_id=project, filters=FILTERS, **options)
+
+
+async def test_repeated_requests_make_one_job_each(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"dup{uuid.uuid4().hex[:6]}"
+    same_event = request(project, job_id=str(uuid.uuid4()))
+    same_key = [request(project, idempotency_key="nightly-2025-01-01") for _ in range(3)]
+    fixed_id = str(uuid.uuid4())
+    same_job_id = [request(project, job_id=fixed_id) for _ in range(2)]
+    sentinel = request(project, job_id=str(uuid.uuid4()))
+    # One key, one partition: when the sentinel is done, everything before it was consumed.
+    await publish(
+        e2e_settings.kafka,
+        [same_event, same_event, same_event, *same_key, *same_job_id, sentinel],
+        key=project.encode(),
+    )
+    headers = await api_key(e2e_db, project)
+    await wait_for_job(http, sentinel["data"]["job_id"], headers)
+    jobs = await e2e_db["jobs"].find({"project_id": project}).to_list()
+    assert len(jobs) == 4
+    by_key = [job for job in jobs if job.get("idempotency_key") == "nightly-2025-01-01"]
+    assert len(by_key) == 1
+    assert by_key[0]["request_id"] == same_key[0]["id"]  # the first one won
+    listed = (await http.get("/v1/exports", headers=headers, params={"limit": 50})).json()
+    assert len(listed["data"]) == 4
+
+
+async def test_poison_is_dead_lettered_with_its_reason_and_the_next_request_runs(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"poi{uuid.uuid4().hex[:6]}"
+    marker = uuid.uuid4().hex
+    poison: dict[str, bytes] = {
+        "INVALID_JSON": b'{"specversion": "1.0", "id": "' + marker.encode() + b'", broken',
+        "UNKNOWN_EVENT_TYPE": json.dumps(
+            {**request(project), "type": "ferry.export.requested.v0", "source": marker}
+        ).encode(),
+        "MISSING_PROJECT_ID": json.dumps(
+            {**request(project), "data": {"filters": FILTERS}, "source": marker}
+        ).encode(),
+        "EVENT_TOO_LARGE": json.dumps(
+            {**request(project), "source": marker, "padding": "x" * 70_000}
+        ).encode(),
+        "INVALID_CLOUDEVENT": json.dumps({"marker": marker, "data": {}}).encode(),
+    }
+    good = request(project, job_id=str(uuid.uuid4()))
+    await publish(e2e_settings.kafka, [*poison.values(), good], key=project.encode())
+
+    headers = await api_key(e2e_db, project)
+    assert (await wait_for_job(http, good["data"]["job_id"], headers))["status"] == "completed"
+
+    def ours(records: list[Any]) -> list[Any]:
+        return [r for r in records if marker.encode() in r.value]
+
+    records = await read_topic(
+        e2e_settings.kafka,
+        e2e_settings.kafka.dead_letter_topic,
+        until=lambda records: len(ours(records)) >= len(poison),
+    )
+    dead = {dict(r.headers)["ferry-dlq-code"].decode(): r for r in ours(records)}
+    assert set(dead) == set(poison)
+    for code, record in dead.items():
+        headers_of = {name: value.decode() for name, value in record.headers}
+        assert record.value == poison[code], "the original bytes are kept"
+        assert record.key == project.encode()
+        assert headers_of["ferry-dlq-reason"]
+        assert headers_of["ferry-dlq-topic"] == e2e_settings.kafka.requests_topic
+        assert int(headers_of["ferry-dlq-offset"]) >= 0
+    assert await e2e_db["jobs"].count_documents({"project_id": project}) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "says"),
+    [
+        (
+            {"filters": {"start_time": FILTERS["end_time"], "end_time": FILTERS["start_time"]}},
+            "INVALID_TIME_RANGE",
+            "must be after",
+        ),
+        ({"dataset": "invoices", "filters": FILTERS}, "UNKNOWN_DATASET", "invoices"),
+        ({"filters": {**FILTERS, "status": "lost"}}, "INVALID_FILTER", "filters.status"),
+    ],
+)
+async def test_an_invalid_request_becomes_a_failed_job_the_requester_can_read(
+    data: dict[str, Any],
+    code: str,
+    says: str,
+    ferry: RunningFerry,
+    e2e_settings: Settings,
+    e2e_db: Database,
+    http: httpx.AsyncClient,
+) -> None:
+    project = f"inv{uuid.uuid4().hex[:6]}"
+    job_id = str(uuid.uuid4())
+    event = request(project)
+    event["data"] = {"project_id": project, "job_id": job_id, **data}
+    await publish(e2e_settings.kafka, [event], key=project.encode())
+    headers = await api_key(e2e_db, project)
+    view = await wait_for_job(http, job_id, headers)
+    assert (view["status"], view["error_code"]) == ("failed", code)
+    assert says in view["error_message"]
+    download = await http.get(f"/v1/exports/{job_id}/download", headers=headers)
+    assert download.status_code == httpx.codes.CONFLICT
+    assert download.json()["error"]["code"] == "EXPORT_NOT_READY"

@@ -1,0 +1,43 @@
+"""Integration fixtures: a clean ledger per test (claims take the oldest job of any project)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from service.clock import utcnow
+from service.database import Database
+from service.events.outbox import OUTBOX_COLLECTION
+from service.jobs.ledger import JOBS_COLLECTION, Ledger
+from service.jobs.model import Job
+from service.jobs.status import JobStatus
+
+FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:00Z"}
+
+
+@pytest.fixture
+async def ledger(database: Database) -> Ledger:
+    ledger = Ledger(database, event_source="/tests")
+    await ledger.ensure_indexes()
+    await database[JOBS_COLLECTION].delete_many({})
+    await database[OUTBOX_COLLECTION].delete_many({})
+    return ledger
+
+
+def new_job(project: str = "p1", **fields: Any) -> Job:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "project_id": project,
+        "dataset": "messages",
+        "filters": FILTERS,
+        "request_source": "/tests",
+        "request_id": str(uuid.uuid4()),
+        "status": JobStatus.PENDING,
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(fields)
+    return Job(**values)

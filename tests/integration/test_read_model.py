@@ -1,0 +1,71 @@
+"""The API's read model: newer versions win whatever the order of arrival; pages are stable."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from service.api.read_model import ReadModel
+from service.database import Database
+from service.errors import InvalidRequestError
+
+pytestmark = pytest.mark.integration
+
+
+def view(job_id: str, project: str, version: int, status: str, created: str) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "project_id": project,
+        "kind": "export",
+        "status": status,
+        "version": version,
+        "created_at": created,
+    }
+
+
+async def test_only_newer_versions_are_applied(database: Database) -> None:
+    model = ReadModel(database)
+    await model.ensure_indexes()
+    job, project = str(uuid.uuid4()), f"p{uuid.uuid4().hex[:6]}"
+    created = "2025-12-01T00:00:00Z"
+    assert await model.apply(view(job, project, 2, "processing", created))
+    assert not await model.apply(view(job, project, 1, "pending", created))  # late
+    assert not await model.apply(view(job, project, 2, "processing", created))  # duplicate
+    assert await model.apply(view(job, project, 3, "completed", created))
+    stored = await model.get(project, "export", job)
+    assert stored is not None
+    assert (stored["status"], stored["version"]) == ("completed", 3)
+    assert await model.get("other-project", "export", job) is None
+
+
+async def test_pages_are_newest_first_and_cover_everything_once(database: Database) -> None:
+    model = ReadModel(database)
+    project = f"p{uuid.uuid4().hex[:6]}"
+    ids = []
+    for n in range(7):
+        job = str(uuid.uuid4())
+        ids.append(job)
+        status = "failed" if n % 3 == 0 else "completed"
+        # Two jobs share each timestamp: the id breaks the tie.
+        await model.apply(view(job, project, 1, status, f"2025-12-01T00:00:0{n // 2}Z"))
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await model.page(project, "export", status=None, limit=3, cursor=cursor)
+        seen += [item["id"] for item in page]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == len(set(seen))
+    created = [n // 2 for n in range(7)]
+    expected = [job for _, job in sorted(zip(created, ids, strict=True), reverse=True)]
+    assert seen == expected
+    failed, _ = await model.page(project, "export", status="failed", limit=10, cursor=None)
+    assert {item["id"] for item in failed} == {ids[0], ids[3], ids[6]}
+
+
+async def test_a_forged_cursor_is_an_invalid_request(database: Database) -> None:
+    with pytest.raises(InvalidRequestError):
+        await ReadModel(database).page("p", "export", status=None, limit=3, cursor="!!garbage")

@@ -1,0 +1,122 @@
+"""A running Ferry for end-to-end tests: `ferry worker` and `ferry api` as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from service.devstack import free_port
+
+
+@dataclass
+class FerryProcess:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+    _log: IO[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        # cwd is a scratch directory: the repository's .ferry/dev.env must never be read here.
+        self.process = subprocess.Popen(
+            self.argv,
+            env={**base_env(), **self.env},
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        code = self.process.returncode
+        self.process = None
+        if self._log is not None:
+            self._log.close()
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def ferry_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "service.cli", *args]
+
+
+def base_env() -> dict[str, str]:
+    # Keep PATH and friends, drop any FERRY_* of the developer's shell.
+    return {name: value for name, value in os.environ.items() if not name.startswith("FERRY_")}
+
+
+@dataclass
+class RunningFerry:
+    """One API and a pool of workers against the test servers."""
+
+    env: dict[str, str]
+    workdir: Path
+    api_port: int = field(default_factory=free_port)
+    workers: list[FerryProcess] = field(default_factory=list)
+    api: FerryProcess | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, workers: int = 1) -> None:
+        api_env = {**self.env, "FERRY_API__PORT": str(self.api_port)}
+        self.api = FerryProcess("api", ferry_command("api"), api_env, self.workdir)
+        self.api.start()
+        for _ in range(workers):
+            self.add_worker()
+        self._await_ready()
+
+    def add_worker(self) -> FerryProcess:
+        worker = FerryProcess(
+            f"worker-{len(self.workers)}", ferry_command("worker"), self.env, self.workdir
+        )
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        if self.api is not None:
+            self.api.stop()
+
+    def _await_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in [self.api, *self.workers]:
+                if process and process.process and process.process.poll() is not None:
+                    raise RuntimeError(f"{process.name} exited:\n{process.log()[-3000:]}")
+            try:
+                if httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == httpx.codes.OK:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"API not ready in {timeout}s:\n{self.api.log()[-3000:] if self.api else ''}"
+        )

@@ -1,0 +1,80 @@
+"""The servers tests talk to.
+
+`FERRY_TEST_INFRA=embedded` (the default) starts the embedded stack on free ports, so tests run
+beside `make run`. `FERRY_TEST_INFRA=env` uses the servers named by the usual `FERRY_*` variables
+(real Kafka, MongoDB and MinIO, for example). Either way every run gets its own database, bucket,
+topics and consumer groups, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.devstack import DevStack, Ports
+
+_CONNECTION_VARIABLES = (
+    "FERRY_ENVIRONMENT",
+    "FERRY_KAFKA__BOOTSTRAP_SERVERS",
+    "FERRY_KAFKA__IDEMPOTENT_PRODUCER",
+    "FERRY_MONGO__URL",
+    "FERRY_S3__ENDPOINT",
+    "FERRY_S3__ACCESS_KEY",
+    "FERRY_S3__SECRET_KEY",
+)
+
+# Fast timings so tests about leases, progress and expiry take seconds, not minutes.
+_TEST_TUNING = {
+    "FERRY_ENVIRONMENT": "development",
+    "FERRY_LOG_FORMAT": "json",
+    "FERRY_WORKER__POLL_SECONDS": "0.2",
+    "FERRY_WORKER__LEASE_SECONDS": "4",
+    "FERRY_WORKER__HEARTBEAT_SECONDS": "1",
+    "FERRY_WORKER__PROGRESS_INTERVAL_SECONDS": "0.2",
+    "FERRY_WORKER__BATCH_SIZE": "500",
+    "FERRY_WORKER__SHUTDOWN_GRACE_SECONDS": "2",
+    "FERRY_EXPORT__EXPIRY_SWEEP_SECONDS": "1",
+    "FERRY_S3__PART_SIZE_BYTES": str(5 * 1024 * 1024),
+}
+
+
+@dataclass(frozen=True)
+class Infra:
+    env: dict[str, str]
+    stack: DevStack | None  # the embedded stack, when tests started it
+
+
+@contextmanager
+def running_infra(home: Path) -> Iterator[Infra]:
+    mode = os.environ.get("FERRY_TEST_INFRA", "embedded")
+    if mode == "embedded":
+        with DevStack(home, Ports.free()) as stack:
+            yield Infra(isolated(stack.env()), stack)
+    elif mode == "env":
+        missing = [name for name in _CONNECTION_VARIABLES[3:] if name not in os.environ]
+        if missing:
+            raise RuntimeError(f"FERRY_TEST_INFRA=env needs {', '.join(missing)}")
+        found = {name: os.environ[name] for name in _CONNECTION_VARIABLES if name in os.environ}
+        yield Infra(isolated(found), None)
+    else:
+        raise RuntimeError(f"FERRY_TEST_INFRA={mode!r}: expected 'embedded' or 'env'")
+
+
+def isolated(connection: dict[str, str]) -> dict[str, str]:
+    """`connection` plus names of its own: database, bucket, topics, consumer groups."""
+    run = uuid.uuid4().hex[:10]
+    return {
+        **{name: value for name, value in connection.items() if name in _CONNECTION_VARIABLES},
+        **_TEST_TUNING,
+        "FERRY_MONGO__DATABASE": f"ferry_test_{run}",
+        "FERRY_S3__BUCKET": f"ferry-test-{run}",
+        "FERRY_KAFKA__REQUESTS_TOPIC": f"ferry.requests.{run}",
+        "FERRY_KAFKA__STATUS_TOPIC": f"ferry.status.{run}",
+        "FERRY_KAFKA__DEAD_LETTER_TOPIC": f"ferry.requests.dlq.{run}",
+        "FERRY_KAFKA__INTAKE_GROUP": f"ferry-intake-{run}",
+        "FERRY_KAFKA__READ_MODEL_GROUP": f"ferry-api-{run}",
+    }

@@ -1,0 +1,121 @@
+"""A request's bytes become a pending job, a failed job, or a dead letter with a reason."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from service.clock import utcnow
+from service.events.contracts import EXPORT_REQUESTED
+from service.events.requests import Rejected, parse_request
+from service.exports.request import export_job_from_request
+from service.jobs.model import Job
+from service.jobs.status import JobStatus
+
+BUILDERS = {EXPORT_REQUESTED: export_job_from_request}
+FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:00Z"}
+
+
+def event(data: Any = None, **envelope: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": "evt-1",
+        "source": "/crm",
+        "type": EXPORT_REQUESTED,
+        "data": {"project_id": "proj_1", "filters": FILTERS} if data is None else data,
+        **envelope,
+    }
+
+
+def parse(document: Any, max_bytes: int = 10_000) -> Job | Rejected:
+    raw = document if isinstance(document, bytes) else json.dumps(document).encode()
+    return parse_request(raw, max_bytes=max_bytes, builders=BUILDERS, now=utcnow())
+
+
+def test_a_valid_request_is_a_pending_job_with_a_uuid7() -> None:
+    job = parse(event())
+    assert isinstance(job, Job)
+    assert job.status is JobStatus.PENDING
+    assert uuid.UUID(job.id).version == 7
+    assert (job.project_id, job.request_source, job.request_id) == ("proj_1", "/crm", "evt-1")
+    assert (job.format, job.compression, job.dataset) == ("csv", "none", "messages")
+
+
+def test_the_callers_job_id_and_options_are_kept() -> None:
+    chosen = str(uuid.uuid4())
+    job = parse(
+        event(
+            {
+                "project_id": "proj_1",
+                "job_id": chosen.upper(),
+                "filters": FILTERS,
+                "format": "jsonl",
+                "compression": "gzip",
+                "columns": ["id", "status"],
+                "idempotency_key": "k-1",
+            }
+        )
+    )
+    assert isinstance(job, Job)
+    assert (job.id, job.format, job.compression) == (chosen, "jsonl", "gzip")
+    assert (job.columns, job.idempotency_key) == (["id", "status"], "k-1")
+
+
+@pytest.mark.parametrize(
+    ("document", "code"),
+    [
+        (b"{not json", "INVALID_JSON"),
+        (b"\xff\xfe", "INVALID_JSON"),
+        ([1, 2], "INVALID_CLOUDEVENT"),
+        ({"id": "x"}, "INVALID_CLOUDEVENT"),
+        (event(specversion="0.3"), "INVALID_CLOUDEVENT"),
+        (event(type="ferry.export.requested.v9"), "UNKNOWN_EVENT_TYPE"),
+        (event({"filters": FILTERS}), "MISSING_PROJECT_ID"),
+        (event({"project_id": "", "filters": FILTERS}), "MISSING_PROJECT_ID"),
+        (event({"project_id": "../etc", "filters": FILTERS}), "MISSING_PROJECT_ID"),
+        (event("just a string"), "MISSING_PROJECT_ID"),
+    ],
+)
+def test_unattributable_requests_are_dead_lettered(document: Any, code: str) -> None:
+    verdict = parse(document)
+    assert isinstance(verdict, Rejected)
+    assert verdict.code == code
+    assert verdict.reason
+
+
+def test_an_oversized_event_is_dead_lettered_before_parsing() -> None:
+    verdict = parse(event(), max_bytes=50)
+    assert isinstance(verdict, Rejected)
+    assert verdict.code == "EVENT_TOO_LARGE"
+    assert "limit is 50" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "says"),
+    [
+        ({"dataset": "invoices", "filters": FILTERS}, "UNKNOWN_DATASET", "invoices"),
+        (
+            {"filters": {"start_time": FILTERS["end_time"], "end_time": FILTERS["start_time"]}},
+            "INVALID_TIME_RANGE",
+            "must be after",
+        ),
+        ({"filters": {**FILTERS, "status": "nope"}}, "INVALID_FILTER", "filters.status"),
+        ({"filters": FILTERS, "columns": ["id", "x"]}, "INVALID_COLUMNS", "'x'"),
+        ({"filters": FILTERS, "format": "xlsx"}, "INVALID_REQUEST", "data.format"),
+        ({"filters": FILTERS, "job_id": "not-a-uuid"}, "INVALID_REQUEST", "data.job_id"),
+        ({"filters": FILTERS, "colour": "red"}, "INVALID_REQUEST", "data.colour"),
+        ({}, "INVALID_REQUEST", "data.filters"),
+    ],
+)
+def test_invalid_requests_with_a_project_become_failed_jobs(
+    data: dict[str, Any], code: str, says: str
+) -> None:
+    job = parse(event({"project_id": "proj_1", **data}))
+    assert isinstance(job, Job)
+    assert job.status is JobStatus.FAILED
+    assert job.error_code == code
+    assert says in (job.error_message or "")
+    assert job.completed_at == job.created_at
