@@ -21,8 +21,9 @@ from service.jobs.view import JobView
 EXPORT_REQUESTED = "ferry.export.requested.v1"
 JOB_STATUS_CHANGED = "ferry.job.status_changed.v1"
 JOB_UPDATED = "ferry.job.updated.v1"
+CANCEL_REQUESTED = "ferry.job.cancel_requested.v1"
 
-REQUEST_TYPES = frozenset({EXPORT_REQUESTED})
+REQUEST_TYPES = frozenset({EXPORT_REQUESTED, CANCEL_REQUESTED})
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
@@ -92,6 +93,22 @@ class ExportRequestedData(BaseModel):
 class ExportRequested(CloudEvent):
     type: Literal["ferry.export.requested.v1"]
     data: ExportRequestedData
+
+
+class CancelRequestedData(BaseModel):
+    """`data` of `ferry.job.cancel_requested.v1`: stop a job. A pending job is cancelled at
+    once, a running one within seconds; a finished one is left as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: ProjectId
+    job_id: UUID
+    reason: str | None = Field(None, max_length=500, description="Shown on the cancelled job.")
+
+
+class CancelRequested(CloudEvent):
+    type: Literal["ferry.job.cancel_requested.v1"]
+    data: CancelRequestedData
 
 
 class StatusChangedData(JobView):

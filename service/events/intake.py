@@ -12,8 +12,11 @@ import structlog
 
 from service.clock import utcnow
 from service.events.dead_letters import DeadLetters, IncomingRecord
-from service.events.requests import JobBuilder, Rejected, parse_request
+from service.events.rejection import Rejected
+from service.events.requests import RequestHandler, parse_request
+from service.jobs.cancellation import CancelJob
 from service.jobs.ledger import Ledger
+from service.jobs.model import Job
 
 log = structlog.get_logger(__name__)
 
@@ -24,25 +27,29 @@ class RequestIntake:
         ledger: Ledger,
         dead_letters: DeadLetters,
         *,
-        builders: Mapping[str, JobBuilder],
+        handlers: Mapping[str, RequestHandler],
         max_event_bytes: int,
         on_accepted: Callable[[], None] = lambda: None,
     ) -> None:
         self._ledger = ledger
         self._dead_letters = dead_letters
-        self._builders = builders
+        self._handlers = handlers
         self._max_event_bytes = max_event_bytes
         self._on_accepted = on_accepted
 
     async def accept(self, record: IncomingRecord) -> None:
         """Raises only when the ledger or broker is unreachable; the record is then redelivered."""
-        outcome = parse_request(
-            record.value, max_bytes=self._max_event_bytes, builders=self._builders, now=utcnow()
+        intent = parse_request(
+            record.value, max_bytes=self._max_event_bytes, handlers=self._handlers, now=utcnow()
         )
-        if isinstance(outcome, Rejected):
-            await self._dead_letters.send(record, code=outcome.code, reason=outcome.reason)
-            return
-        job = outcome
+        if isinstance(intent, Rejected):
+            await self._dead_letters.send(record, code=intent.code, reason=intent.reason)
+        elif isinstance(intent, CancelJob):
+            await self._cancel(intent)
+        else:
+            await self._record(record, intent)
+
+    async def _record(self, record: IncomingRecord, job: Job) -> None:
         accepted = await self._ledger.accept(job)
         bound = log.bind(job_id=accepted.job_id, project_id=job.project_id)
         if accepted.outcome == "conflict":
@@ -62,3 +69,17 @@ class RequestIntake:
                 status=job.status.value,
                 error_code=job.error_code,
             )
+
+    async def _cancel(self, request: CancelJob) -> None:
+        outcome, status = await self._ledger.request_cancel(
+            request.project_id, request.job_id, request.reason
+        )
+        bound = log.bind(job_id=request.job_id, project_id=request.project_id)
+        if outcome == "cancelled":
+            bound.info("job.cancelled", was="pending")
+        elif outcome == "cancel_requested":
+            bound.info("job.cancel_requested")  # the running attempt stops within seconds
+        elif outcome == "finished":
+            bound.info("job.cancel_ignored", reason="already finished", status=status)
+        else:
+            bound.warning("job.cancel_ignored", reason="no such job in this project")

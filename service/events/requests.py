@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,23 +15,21 @@ from pydantic import ValidationError
 
 from service.datasets.base import describe_validation_error
 from service.events.contracts import CloudEvent, is_valid_project_id
+from service.events.rejection import Rejected
+from service.jobs.cancellation import CancelJob
 from service.jobs.model import Job
 
-# Builds the job for one request type from its envelope and `data` (a dict with a valid project_id).
-JobBuilder = Callable[[CloudEvent, Mapping[str, Any], datetime], Job]
+# What a request asks for: a new job (pending, or failed when it cannot run), a cancellation,
+# or nothing (rejected, with the reason).
+Intent = Job | CancelJob | Rejected
 
-
-@dataclass(frozen=True)
-class Rejected:
-    """The event goes to the dead-letter topic with this code and reason."""
-
-    code: str
-    reason: str
+# Reads one request type from its envelope and `data` (a dict with a valid project_id).
+RequestHandler = Callable[[CloudEvent, Mapping[str, Any], datetime], Intent]
 
 
 def parse_request(  # noqa: PLR0911 - one return per verdict
-    raw: bytes, *, max_bytes: int, builders: Mapping[str, JobBuilder], now: datetime
-) -> Job | Rejected:
+    raw: bytes, *, max_bytes: int, handlers: Mapping[str, RequestHandler], now: datetime
+) -> Intent:
     if len(raw) > max_bytes:
         return Rejected("EVENT_TOO_LARGE", f"event is {len(raw)} bytes; the limit is {max_bytes}")
     try:
@@ -45,10 +42,10 @@ def parse_request(  # noqa: PLR0911 - one return per verdict
         event = CloudEvent.model_validate(document)
     except ValidationError as exc:
         return Rejected("INVALID_CLOUDEVENT", describe_validation_error(exc))
-    builder = builders.get(event.type)
-    if builder is None:
+    handler = handlers.get(event.type)
+    if handler is None:
         return Rejected(
-            "UNKNOWN_EVENT_TYPE", f"unknown type {event.type!r}; expected one of {sorted(builders)}"
+            "UNKNOWN_EVENT_TYPE", f"unknown type {event.type!r}; expected one of {sorted(handlers)}"
         )
     data = event.data
     if not isinstance(data, dict) or not is_valid_project_id(data.get("project_id")):
@@ -56,4 +53,4 @@ def parse_request(  # noqa: PLR0911 - one return per verdict
             "MISSING_PROJECT_ID",
             "data.project_id is missing or invalid (1-128 characters: letters, digits, _ . -)",
         )
-    return builder(event, data, now)
+    return handler(event, data, now)

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from service.clock import utcnow, uuid7
 from service.config import KafkaSettings
-from service.events.contracts import EXPORT_REQUESTED, make_event
+from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, make_event
 
 
 def export_request(
@@ -46,8 +46,26 @@ def export_request(
     )
 
 
+def cancel_request(
+    project_id: str, job_id: str, *, reason: str | None = None, source: str = "/ferry/cli"
+) -> dict[str, Any]:
+    """A `ferry.job.cancel_requested.v1` CloudEvent."""
+    data: dict[str, Any] = {"project_id": project_id, "job_id": job_id}
+    if reason is not None:
+        data["reason"] = reason
+    return make_event(
+        event_id=uuid7(),
+        source=source,
+        event_type=CANCEL_REQUESTED,
+        subject=job_id,
+        time=utcnow(),
+        data=data,
+    )
+
+
 async def publish_request(settings: KafkaSettings, event: dict[str, Any]) -> None:
-    """Publish one request, keyed by project id, and wait for the broker's acknowledgement."""
+    """Publish one request, keyed by project id (so a cancel follows the request it cancels),
+    and wait for the broker's acknowledgement."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         acks="all",

@@ -11,22 +11,29 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 # Where each status may be reached from. `None` is "the job did not exist yet": a request that
 # cannot run is recorded directly as failed, so its requester can read why.
 TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
     None: frozenset({JobStatus.PENDING, JobStatus.FAILED}),
-    JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.FAILED}),
-    # processing -> pending: a worker shutting down hands its job back.
-    JobStatus.PROCESSING: frozenset({JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.PROCESSING, JobStatus.FAILED, JobStatus.CANCELLED}),
+    # processing -> pending: a worker shutting down hands its job back, or a transient failure
+    # waits for its next attempt.
+    JobStatus.PROCESSING: frozenset(
+        {JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
     JobStatus.COMPLETED: frozenset({JobStatus.EXPIRED}),
     JobStatus.FAILED: frozenset(),
     JobStatus.EXPIRED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
 }
 
 # No further work will happen to a job in these statuses.
-FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED})
+FINISHED = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
+)
 
 
 def can_transition(current: JobStatus | None, target: JobStatus) -> bool:

@@ -9,13 +9,15 @@ from typing import Any
 import pytest
 
 from service.clock import utcnow
-from service.events.contracts import EXPORT_REQUESTED
-from service.events.requests import Rejected, parse_request
+from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED
+from service.events.rejection import Rejected
+from service.events.requests import Intent, parse_request
 from service.exports.request import export_job_from_request
+from service.jobs.cancellation import CancelJob, cancel_from_request
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
 
-BUILDERS = {EXPORT_REQUESTED: export_job_from_request}
+HANDLERS = {EXPORT_REQUESTED: export_job_from_request, CANCEL_REQUESTED: cancel_from_request}
 FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:00Z"}
 
 
@@ -30,9 +32,9 @@ def event(data: Any = None, **envelope: Any) -> dict[str, Any]:
     }
 
 
-def parse(document: Any, max_bytes: int = 10_000) -> Job | Rejected:
+def parse(document: Any, max_bytes: int = 10_000) -> Intent:
     raw = document if isinstance(document, bytes) else json.dumps(document).encode()
-    return parse_request(raw, max_bytes=max_bytes, builders=BUILDERS, now=utcnow())
+    return parse_request(raw, max_bytes=max_bytes, handlers=HANDLERS, now=utcnow())
 
 
 def test_a_valid_request_is_a_pending_job_with_a_uuid7() -> None:
@@ -119,3 +121,21 @@ def test_invalid_requests_with_a_project_become_failed_jobs(
     assert job.error_code == code
     assert says in (job.error_message or "")
     assert job.completed_at == job.created_at
+
+
+def test_a_cancel_request_names_the_job() -> None:
+    job_id = str(uuid.uuid4())
+    intent = parse(
+        event(
+            {"project_id": "proj_1", "job_id": job_id, "reason": "wrong range"},
+            type=CANCEL_REQUESTED,
+        )
+    )
+    assert intent == CancelJob("proj_1", job_id, "wrong range")
+
+
+def test_an_unreadable_cancel_request_is_dead_lettered() -> None:
+    verdict = parse(event({"project_id": "proj_1", "job_id": "nope"}, type=CANCEL_REQUESTED))
+    assert isinstance(verdict, Rejected)
+    assert verdict.code == "INVALID_REQUEST"
+    assert "data.job_id" in verdict.reason
