@@ -271,6 +271,20 @@ async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -
         await client.close()
 
 
+@app.command()
+def cancel(
+    job_id: Annotated[str, typer.Argument(help="The job to stop.")],
+    project: Annotated[str, typer.Option(help="The job's project.")],
+    reason: Annotated[str | None, typer.Option(help="Shown on the cancelled job.")] = None,
+) -> None:
+    """Publish a cancel request: a pending job stops at once, a running one within seconds."""
+    from service.events.submit import cancel_request, publish_request
+
+    settings = _settings()
+    asyncio.run(publish_request(settings.kafka, cancel_request(project, job_id, reason=reason)))
+    console.print(f"Published cancel request for job {job_id}")
+
+
 # Helpers ------------------------------------------------------------------------------------
 
 

@@ -65,6 +65,9 @@ class MongoSettings(BaseModel):
         description="MongoDB URL. Transactions need a replica set (one node is enough).",
     )
     database: str = Field("ferry", description="Database holding every Ferry collection.")
+    timeout_seconds: float = Field(
+        10.0, gt=0, description="How long an operation waits for a reachable server."
+    )
 
 
 class S3Settings(BaseModel):
@@ -87,6 +90,12 @@ class S3Settings(BaseModel):
         8 * 1024 * 1024,
         ge=5 * 1024 * 1024,
         description="Multipart part size; at least 5 MiB (S3). Bounds the exporter's memory.",
+    )
+    timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Connect and read timeout of each request; an unreachable store then "
+        "fails fast and the job is retried.",
     )
     presign_ttl_seconds: int = Field(
         900, gt=0, description="Lifetime of a download link; never beyond the export's expiry."
@@ -113,6 +122,27 @@ class WorkerSettings(BaseModel):
         10.0, gt=0, description="How often a running job renews its lease."
     )
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    max_attempts: int = Field(
+        5,
+        gt=0,
+        description="Attempts a job gets when it keeps failing transiently (database or object "
+        "store unreachable, timeouts); then it fails with the last error's code.",
+    )
+    retry_backoff_seconds: float = Field(
+        2.0, gt=0, description="Wait before the 2nd attempt; doubles for each further attempt."
+    )
+    retry_backoff_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between attempts."
+    )
+    max_running_per_project: int = Field(
+        2,
+        gt=0,
+        description="Jobs of one project running at once across all workers, so one project's "
+        "backlog cannot hold up the others.",
+    )
+    cancel_check_seconds: float = Field(
+        0.5, gt=0, description="How often a running job looks for a cancellation request."
+    )
     max_lost_leases: int = Field(
         3,
         gt=0,
@@ -142,6 +172,12 @@ class ExportSettings(BaseModel):
     retention_seconds: int = Field(
         7 * 24 * 3600, gt=0, description="A completed export expires this long after completion."
     )
+    record_retention_seconds: int = Field(
+        90 * 24 * 3600,
+        gt=0,
+        description="Job records are deleted this long after the job finished (or its file "
+        "expired); idempotency keys are remembered as long.",
+    )
     expiry_sweep_seconds: float = Field(
         30.0, gt=0, description="How often expired exports are looked for and deleted."
     )
@@ -153,6 +189,10 @@ class ExportSettings(BaseModel):
     @property
     def retention(self) -> timedelta:
         return timedelta(seconds=self.retention_seconds)
+
+    @property
+    def record_retention(self) -> timedelta:
+        return timedelta(seconds=self.record_retention_seconds)
 
 
 class ApiSettings(BaseModel):

@@ -15,5 +15,9 @@ Database = AsyncDatabase[dict[str, Any]]
 def connect(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
     # tz_aware: datetimes come back as UTC-aware values, never as naive ones.
     return AsyncMongoClient(
-        settings.url.get_secret_value(), tz_aware=True, appname=app_name, connect=False
+        settings.url.get_secret_value(),
+        tz_aware=True,
+        appname=app_name,
+        connect=False,
+        serverSelectionTimeoutMS=int(settings.timeout_seconds * 1000),
     )

@@ -193,7 +193,7 @@ async def _follow(url: str, headers: dict[str, str], console: Console) -> dict[s
                     )
                     console.print(f"  status: {view['status']}{percent}")
                     last = shown
-                if view["status"] in {"completed", "failed", "expired"}:
+                if view["status"] in {"completed", "failed", "expired", "cancelled"}:
                     return view
             await asyncio.sleep(0.2)
     return None

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import urllib3
 from minio import Minio
+from minio.commonconfig import ENABLED, Filter
 from minio.datatypes import Part
 from minio.error import S3Error
+from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
 from service.config import S3Settings
 
@@ -23,6 +26,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from urllib3.response import BaseHTTPResponse
+
+
+_RULE_ID = "ferry-abort-incomplete-uploads"
+_HTTP_RETRIES = 2
 
 
 class ObjectStore:
@@ -36,12 +43,43 @@ class ObjectStore:
         self._signer = _client(settings, public=True)
 
     async def ensure_bucket(self) -> None:
+        """Create the bucket if missing, with a rule that clears abandoned multipart uploads."""
         if not await asyncio.to_thread(self._client.bucket_exists, self.bucket):
             try:
                 await asyncio.to_thread(self._client.make_bucket, self.bucket)
             except S3Error as exc:
                 if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                     raise
+        await asyncio.to_thread(self._ensure_lifecycle_rule)
+
+    def _ensure_lifecycle_rule(self) -> None:
+        # Keep the bucket's other rules: replace only ours.
+        existing = self._client.get_bucket_lifecycle(self.bucket)
+        rules = [rule for rule in (existing.rules if existing else []) if rule.rule_id != _RULE_ID]
+        rules.append(
+            Rule(
+                ENABLED,
+                rule_filter=Filter(prefix=""),
+                rule_id=_RULE_ID,
+                abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(
+                    days_after_initiation=1
+                ),
+            )
+        )
+        self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig(rules))
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort a multipart upload by id; one that is already gone is fine."""
+        try:
+            await asyncio.to_thread(
+                self._client._abort_multipart_upload,  # noqa: SLF001 - see the module docstring
+                self.bucket,
+                key,
+                upload_id,
+            )
+        except S3Error as exc:
+            if exc.code != "NoSuchUpload":
+                raise
 
     async def bucket_exists(self) -> bool:
         return await asyncio.to_thread(self._client.bucket_exists, self.bucket)
@@ -156,10 +194,20 @@ class MultipartUpload:
 
 def _client(settings: S3Settings, *, public: bool) -> Minio:
     host, secure = settings.split_endpoint(public=public)
+    # minio's default waits five minutes per request: an unreachable store must fail fast so
+    # the job is retried (with backoff) instead of hanging.
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=settings.timeout_seconds, read=settings.timeout_seconds),
+        maxsize=10,
+        retries=urllib3.Retry(
+            total=_HTTP_RETRIES, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+        ),
+    )
     return Minio(
         host,
         access_key=settings.access_key.get_secret_value(),
         secret_key=settings.secret_key.get_secret_value(),
         secure=secure,
         region=settings.region,
+        http_client=http,
     )

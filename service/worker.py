@@ -16,7 +16,7 @@ import structlog
 
 from service.config import Settings
 from service.database import connect
-from service.events.contracts import EXPORT_REQUESTED
+from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED
 from service.events.dead_letters import DeadLetters
 from service.events.intake import RequestIntake
 from service.events.kafka import (
@@ -29,6 +29,7 @@ from service.events.outbox import OutboxRelay
 from service.exports.expiry import ExpirySweeper
 from service.exports.exporter import Exporter
 from service.exports.request import export_job_from_request
+from service.jobs.cancellation import cancel_from_request
 from service.jobs.ledger import Ledger
 from service.jobs.runner import Runner
 from service.leadership import Leadership
@@ -59,7 +60,12 @@ async def run_worker(
         status_publisher(broker, settings.kafka),
         Leadership(database, name="outbox-relay", owner=owner, ttl=_LEADERSHIP_TTL),
     )
-    ledger = Ledger(database, event_source=EVENT_SOURCE, on_event=relay.wake)
+    ledger = Ledger(
+        database,
+        event_source=EVENT_SOURCE,
+        record_retention=settings.export.record_retention,
+        on_event=relay.wake,
+    )
     exporter = Exporter(
         database,
         store,
@@ -77,7 +83,7 @@ async def run_worker(
     intake = RequestIntake(
         ledger,
         DeadLetters(dead_letter_publisher(broker, settings.kafka)),
-        builders={EXPORT_REQUESTED: export_job_from_request},
+        handlers={EXPORT_REQUESTED: export_job_from_request, CANCEL_REQUESTED: cancel_from_request},
         max_event_bytes=settings.kafka.max_event_bytes,
         on_accepted=runner.wake,
     )

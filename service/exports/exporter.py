@@ -57,12 +57,18 @@ class Exporter:
         columns = dataset.select_columns(job.columns)
         encoder = make_encoder(job.format, columns, escape_formulas=self._escape_formulas)
         key = files.object_key(job.project_id, job.id, job.format, job.compression)
+        if job.upload_id is not None:
+            # A previous attempt died mid-upload: its parts would otherwise linger until the
+            # bucket's lifecycle rule removes them.
+            await self._store.abort_upload(key, job.upload_id)
+            log.info("export.stale_upload_aborted", job_id=job.id, upload_id=job.upload_id)
         writer = ObjectWriter(
             self._store,
             key,
             content_type=files.content_type(job.format, job.compression),
             part_size=self._part_size,
             gzip=job.compression == "gzip",
+            on_upload_started=context.record_upload,
         )
         cursor = (
             self._db[dataset.collection]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from service.storage import MultipartUpload, ObjectStore
@@ -25,7 +26,14 @@ class WrittenObject:
 
 class ObjectWriter:
     def __init__(
-        self, store: ObjectStore, key: str, *, content_type: str, part_size: int, gzip: bool
+        self,
+        store: ObjectStore,
+        key: str,
+        *,
+        content_type: str,
+        part_size: int,
+        gzip: bool,
+        on_upload_started: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._key = key
@@ -37,6 +45,7 @@ class ObjectWriter:
         self._buffer = bytearray()
         self._upload: MultipartUpload | None = None
         self._in_flight: asyncio.Task[None] | None = None
+        self._on_upload_started = on_upload_started
 
     async def write(self, data: bytes) -> None:
         # Compression and hashing are CPU work: done in a thread, off the event loop.
@@ -81,6 +90,8 @@ class ObjectWriter:
             self._upload = await self._store.start_multipart(
                 self._key, content_type=self._content_type
             )
+            if self._on_upload_started is not None:
+                await self._on_upload_started(self._upload.upload_id)
         await self._settle()
         self._in_flight = asyncio.create_task(self._upload.upload_part(part))
 

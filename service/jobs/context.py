@@ -35,6 +35,10 @@ class JobContext:
             extend_by=self._lease_duration,
         )
 
+    async def record_upload(self, upload_id: str) -> None:
+        """Remember the attempt's multipart upload, so a later attempt can abort it."""
+        await self._ledger.record_upload(self.lease, upload_id)
+
     async def confirm_lease(self) -> None:
         """Raise LeaseLostError unless this attempt still owns the job (and extend the lease)."""
         if not await self._ledger.heartbeat(self.lease, extend_by=self._lease_duration):

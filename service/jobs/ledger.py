@@ -23,13 +23,16 @@ from service.clock import utcnow, uuid7
 from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.events.outbox import OUTBOX_COLLECTION, outbox_entry
-from service.jobs.model import ExportResult, Job, Progress
+from service.jobs.model import ExportResult, Job, LastError, Progress
 from service.jobs.status import JobStatus, allowed_from
 from service.jobs.view import job_view
 
 log = structlog.get_logger(__name__)
 
 JOBS_COLLECTION = "jobs"
+# One document per project, written by every claim of that project's jobs (see _claim_pending).
+PROJECT_CLAIMS_COLLECTION = "project_claims"
+_CLAIM_CANDIDATES = 20
 
 T = TypeVar("T")
 
@@ -51,6 +54,16 @@ class Accepted:
     job_id: str
 
 
+CancelOutcome = Literal["cancelled", "cancel_requested", "finished", "not_found"]
+
+
+@dataclass(frozen=True)
+class ClaimPolicy:
+    lease: timedelta
+    max_lost_leases: int
+    max_running_per_project: int
+
+
 class Ledger:
     """Jobs and their lifecycle. `on_event` is called after each commit that wrote an event."""
 
@@ -59,12 +72,15 @@ class Ledger:
         database: AsyncDatabase[dict[str, Any]],
         *,
         event_source: str,
+        record_retention: timedelta = timedelta(days=90),
         on_event: Callable[[], None] = lambda: None,
     ) -> None:
         self._db = database
         self._jobs = database[JOBS_COLLECTION]
         self._outbox = database[OUTBOX_COLLECTION]
+        self._claims = database[PROJECT_CLAIMS_COLLECTION]
         self._source = event_source
+        self._record_retention = record_retention
         self._on_event = on_event
 
     async def ensure_indexes(self) -> None:
@@ -79,6 +95,9 @@ class Ledger:
                 IndexModel([("status", ASCENDING), ("created_at", ASCENDING)]),
                 IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)]),
                 IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
+                IndexModel([("project_id", ASCENDING), ("status", ASCENDING)]),
+                # Finished jobs are deleted once their record retention has passed.
+                IndexModel([("purge_at", ASCENDING)], expireAfterSeconds=0),
             ]
         )
 
@@ -87,6 +106,14 @@ class Ledger:
     async def accept(self, job: Job) -> Accepted:
         """Record a new job, once: a repeat of its job id, idempotency key or CloudEvent
         (source + id) makes no second job."""
+        job = job.model_copy(
+            update={
+                "run_after": job.created_at,
+                "purge_at": job.created_at + self._record_retention
+                if job.status is JobStatus.FAILED
+                else None,
+            }
+        )
 
         async def insert(session: AsyncClientSession) -> None:
             await self._jobs.insert_one(job.to_document(), session=session)
@@ -120,35 +147,114 @@ class Ledger:
         document = await self._jobs.find_one({"_id": job_id})
         return None if document is None else Job.from_document(document)
 
-    # Claiming and leases ---------------------------------------------------------------------
-
-    async def claim(self, owner: str, *, lease: timedelta, max_lost_leases: int) -> Job | None:
-        """Take the oldest pending job, or one whose worker stopped heartbeating."""
+    async def request_cancel(
+        self, project_id: str, job_id: str, reason: str | None
+    ) -> tuple[CancelOutcome, JobStatus | None]:
+        """Cancel a pending job now; flag a running one for its worker to stop."""
+        message = f"cancelled on request: {reason}" if reason else "cancelled on request"
         now = utcnow()
-        lease_fields = {"lease_owner": owner, "lease_expires_at": now + lease}
         job = await self._change(
-            {"status": JobStatus.PENDING.value},
-            {
-                "$set": {"status": JobStatus.PROCESSING.value, **lease_fields},
-                "$min": {"started_at": now},  # $min sets it when absent: the first start counts
-                "$inc": {"attempt": 1},
-            },
+            {"_id": job_id, "project_id": project_id, "status": JobStatus.PENDING.value},
+            self._finish_update(
+                JobStatus.CANCELLED, now, error_code="CANCELLED", error_message=message
+            ),
             previous=JobStatus.PENDING,
-            sort=[("created_at", ASCENDING)],
         )
         if job is not None:
+            return "cancelled", job.status
+        flagged = await self._jobs.update_one(
+            {"_id": job_id, "project_id": project_id, "status": JobStatus.PROCESSING.value},
+            {"$set": {"cancel_requested_at": now, "cancel_reason": reason}},
+        )
+        if flagged.matched_count:
+            return "cancel_requested", JobStatus.PROCESSING
+        existing = await self._jobs.find_one(
+            {"_id": job_id, "project_id": project_id}, {"status": 1}
+        )
+        if existing is None:
+            return "not_found", None
+        return "finished", JobStatus(existing["status"])
+
+    # Claiming and leases ---------------------------------------------------------------------
+
+    async def claim(self, owner: str, policy: ClaimPolicy) -> Job | None:
+        """Take a job whose worker stopped heartbeating, else the oldest ready pending job of a
+        project that is below its limit of running jobs."""
+        now = utcnow()
+        job = await self._reclaim_lapsed(owner, now, policy)
+        if job is not None:
             return job
+        busy = await self._projects_at_limit(policy.max_running_per_project)
+        candidates = (
+            await self._jobs.find(
+                {
+                    "status": JobStatus.PENDING.value,
+                    "run_after": {"$lte": now},
+                    "project_id": {"$nin": busy},
+                },
+                {"project_id": 1},
+            )
+            .sort("created_at", ASCENDING)
+            .limit(_CLAIM_CANDIDATES)
+            .to_list()
+        )
+        for candidate in candidates:
+            job = await self._claim_pending(
+                str(candidate["_id"]), str(candidate["project_id"]), owner, now, policy
+            )
+            if job is not None:
+                return job
+        return None
+
+    async def _claim_pending(
+        self, job_id: str, project_id: str, owner: str, now: datetime, policy: ClaimPolicy
+    ) -> Job | None:
+        async def apply(session: AsyncClientSession) -> Job | None:
+            # Two claims of the same project both write this document, so one of them conflicts
+            # and is retried, and its count below then includes the other's job: the limit holds
+            # under concurrency without keeping a counter that could drift.
+            await self._claims.update_one(
+                {"_id": project_id}, {"$inc": {"claims": 1}}, upsert=True, session=session
+            )
+            running = await self._jobs.count_documents(
+                {"project_id": project_id, "status": JobStatus.PROCESSING.value}, session=session
+            )
+            if running >= policy.max_running_per_project:
+                return None
+            return await self._apply_change(
+                session,
+                {"_id": job_id, "status": JobStatus.PENDING.value},
+                {
+                    "$set": {
+                        "status": JobStatus.PROCESSING.value,
+                        "lease_owner": owner,
+                        "lease_expires_at": now + policy.lease,
+                        "updated_at": now,
+                    },
+                    "$min": {"started_at": now},  # $min sets it when absent: the first start counts
+                    "$inc": {"attempt": 1, "version": 1},
+                    "$unset": {"cancel_requested_at": "", "cancel_reason": ""},
+                },
+                previous=JobStatus.PENDING,
+            )
+
+        job = await self._transaction(apply)
+        if job is not None:
+            self._on_event()
+        return job
+
+    async def _reclaim_lapsed(self, owner: str, now: datetime, policy: ClaimPolicy) -> Job | None:
         lapsed = {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}}
         # A job that has already lost its worker too often fails instead of taking down more.
         exhausted = await self._change(
-            {**lapsed, "lost_leases": {"$gte": max_lost_leases - 1}},
+            {**lapsed, "lost_leases": {"$gte": policy.max_lost_leases - 1}},
             self._finish_update(
                 JobStatus.FAILED,
                 now,
                 error_code="WORKER_LOST",
-                error_message=f"the job's worker stopped responding {max_lost_leases} times; "
-                "the job was not retried again",
-                lost_leases=max_lost_leases,
+                error_message=f"the job's worker stopped responding {policy.max_lost_leases} "
+                "times; the job was not retried again",
+                lost_leases=policy.max_lost_leases,
             ),
             previous=JobStatus.PROCESSING,
         )
@@ -156,10 +262,25 @@ class Ledger:
             log.warning("job.worker_lost", job_id=exhausted.id, attempt=exhausted.attempt)
         return await self._change(
             lapsed,
-            {"$set": lease_fields, "$inc": {"attempt": 1, "lost_leases": 1}},
+            {
+                "$set": {"lease_owner": owner, "lease_expires_at": now + policy.lease},
+                "$inc": {"attempt": 1, "lost_leases": 1},
+            },
             previous=JobStatus.PROCESSING,
             sort=[("lease_expires_at", ASCENDING)],
         )
+
+    async def _projects_at_limit(self, limit: int) -> list[str]:
+        rows = await (
+            await self._jobs.aggregate(
+                [
+                    {"$match": {"status": JobStatus.PROCESSING.value}},
+                    {"$group": {"_id": "$project_id", "running": {"$sum": 1}}},
+                    {"$match": {"running": {"$gte": limit}}},
+                ]
+            )
+        ).to_list()
+        return [str(row["_id"]) for row in rows]
 
     async def heartbeat(self, lease: Lease, *, extend_by: timedelta) -> bool:
         """Extend the lease; False when it is no longer ours. Not a published change."""
@@ -167,6 +288,18 @@ class Ledger:
             self._fence(lease), {"$set": {"lease_expires_at": utcnow() + extend_by}}
         )
         return result.matched_count == 1
+
+    async def cancel_requested(self, lease: Lease) -> bool:
+        """Whether someone asked to cancel this running job. Raises LeaseLostError if not ours."""
+        document = await self._jobs.find_one(self._fence(lease), {"cancel_requested_at": 1})
+        if document is None:
+            raise self._lost(lease)
+        return document.get("cancel_requested_at") is not None
+
+    async def record_upload(self, lease: Lease, upload_id: str) -> None:
+        result = await self._jobs.update_one(self._fence(lease), {"$set": {"upload_id": upload_id}})
+        if result.matched_count != 1:
+            raise self._lost(lease)
 
     async def save_progress(
         self, lease: Lease, progress: Progress, *, extend_by: timedelta
@@ -188,21 +321,38 @@ class Ledger:
             now,
             result=result.model_dump(),
             expires_at=now + retention,
+            purge_at=now + retention + self._record_retention,
             progress=Progress(rows_processed=result.row_count, percent=100.0).model_dump(),
         )
-        job = await self._change(self._fence(lease), update, previous=JobStatus.PROCESSING)
-        if job is None:
-            raise self._lost(lease)
-        return job
+        return await self._fenced(lease, update)
 
     async def fail(self, lease: Lease, *, code: str, message: str) -> Job:
         update = self._finish_update(
             JobStatus.FAILED, utcnow(), error_code=code, error_message=message
         )
-        job = await self._change(self._fence(lease), update, previous=JobStatus.PROCESSING)
-        if job is None:
-            raise self._lost(lease)
-        return job
+        return await self._fenced(lease, update)
+
+    async def cancel(self, lease: Lease) -> Job:
+        """The running attempt stopped because a cancellation was requested."""
+        current = await self._jobs.find_one(self._fence(lease), {"cancel_reason": 1})
+        reason = (current or {}).get("cancel_reason")
+        message = f"cancelled on request: {reason}" if reason else "cancelled on request"
+        update = self._finish_update(
+            JobStatus.CANCELLED, utcnow(), error_code="CANCELLED", error_message=message
+        )
+        return await self._fenced(lease, update)
+
+    async def retry(self, lease: Lease, *, code: str, message: str, run_after: datetime) -> Job:
+        """A transient failure: pending again, not claimed before `run_after`."""
+        update = {
+            "$set": {
+                "status": JobStatus.PENDING.value,
+                "run_after": run_after,
+                "last_error": LastError(code=code, message=message).model_dump(),
+            },
+            "$unset": {"lease_owner": "", "lease_expires_at": ""},
+        }
+        return await self._fenced(lease, update)
 
     async def release(self, lease: Lease) -> Job | None:
         """Hand a running job back (worker shutting down): pending again, at once."""
@@ -226,11 +376,22 @@ class Ledger:
     async def expire(self, job_id: str) -> Job | None:
         return await self._change(
             {"_id": job_id, "status": {"$in": allowed_from(JobStatus.EXPIRED)}},
-            {"$set": {"status": JobStatus.EXPIRED.value}},
+            {
+                "$set": {
+                    "status": JobStatus.EXPIRED.value,
+                    "purge_at": utcnow() + self._record_retention,
+                }
+            },
             previous=JobStatus.COMPLETED,
         )
 
     # Mechanics -----------------------------------------------------------------------------
+
+    async def _fenced(self, lease: Lease, update: Mapping[str, Any]) -> Job:
+        job = await self._change(self._fence(lease), update, previous=JobStatus.PROCESSING)
+        if job is None:
+            raise self._lost(lease)
+        return job
 
     async def _change(
         self,
@@ -241,32 +402,37 @@ class Ledger:
         sort: list[tuple[str, int]] | None = None,
     ) -> Job | None:
         """Compare-and-set one job and write its event, atomically. None when nothing matched."""
-        now = utcnow()
         full_update: dict[str, Any] = {key: dict(value) for key, value in update.items()}
-        full_update.setdefault("$set", {})["updated_at"] = now
+        full_update.setdefault("$set", {})["updated_at"] = utcnow()
         full_update.setdefault("$inc", {})["version"] = 1
 
         async def apply(session: AsyncClientSession) -> Job | None:
-            document = await self._jobs.find_one_and_update(
-                match,
-                full_update,
-                sort=sort,
-                return_document=ReturnDocument.AFTER,
-                session=session,
+            return await self._apply_change(
+                session, match, full_update, previous=previous, sort=sort
             )
-            if document is None:
-                return None
-            job = Job.from_document(document)
-            status_changed = job.status != previous
-            entry = self._entry(
-                job, JOB_STATUS_CHANGED if status_changed else JOB_UPDATED, previous
-            )
-            await self._outbox.insert_one(entry, session=session)
-            return job
 
         job = await self._transaction(apply)
         if job is not None:
             self._on_event()
+        return job
+
+    async def _apply_change(
+        self,
+        session: AsyncClientSession,
+        match: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        previous: JobStatus,
+        sort: list[tuple[str, int]] | None = None,
+    ) -> Job | None:
+        document = await self._jobs.find_one_and_update(
+            match, update, sort=sort, return_document=ReturnDocument.AFTER, session=session
+        )
+        if document is None:
+            return None
+        job = Job.from_document(document)
+        event_type = JOB_STATUS_CHANGED if job.status != previous else JOB_UPDATED
+        await self._outbox.insert_one(self._entry(job, event_type, previous), session=session)
         return job
 
     async def _transaction(self, body: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
@@ -296,11 +462,16 @@ class Ledger:
             "attempt": lease.attempt,
         }
 
-    @staticmethod
-    def _finish_update(status: JobStatus, now: datetime, **fields: object) -> dict[str, Any]:
+    def _finish_update(self, status: JobStatus, now: datetime, **fields: object) -> dict[str, Any]:
+        fields.setdefault("purge_at", now + self._record_retention)
         return {
             "$set": {"status": status.value, "completed_at": now, **fields},
-            "$unset": {"lease_owner": "", "lease_expires_at": ""},
+            "$unset": {
+                "lease_owner": "",
+                "lease_expires_at": "",
+                "upload_id": "",
+                "cancel_requested_at": "",
+            },
         }
 
     @staticmethod

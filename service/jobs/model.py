@@ -20,6 +20,13 @@ class Progress(BaseModel):
     percent: float | None = Field(None, description="Estimated share done, 0-100, when known.")
 
 
+class LastError(BaseModel):
+    """Why the previous attempt did not finish (a transient failure that will be retried)."""
+
+    code: str
+    message: str
+
+
 class ExportResult(BaseModel):
     """What a finished export produced."""
 
@@ -51,11 +58,19 @@ class Job(BaseModel):
     version: int = 1
     attempt: int = 0
     lost_leases: int = 0
+    # A pending job is not claimed before this instant (set later by a retry's backoff).
+    run_after: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    # The multipart upload of the running attempt, so a later attempt can abort it if this
+    # attempt's worker dies.
+    upload_id: str | None = None
+    cancel_requested_at: datetime | None = None
+    cancel_reason: str | None = None
     progress: Progress = Field(default_factory=Progress)
 
     result: ExportResult | None = None
+    last_error: LastError | None = None
     error_code: str | None = None
     error_message: str | None = None
 
@@ -64,9 +79,19 @@ class Job(BaseModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     expires_at: datetime | None = None
+    # The ledger's TTL index removes the record at this instant (record retention).
+    purge_at: datetime | None = None
 
     @field_validator(
-        "lease_expires_at", "created_at", "updated_at", "started_at", "completed_at", "expires_at"
+        "run_after",
+        "lease_expires_at",
+        "cancel_requested_at",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+        "expires_at",
+        "purge_at",
     )
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:

@@ -1,33 +1,48 @@
 """The runner: a pool that claims jobs from the ledger and runs them under a lease.
 
-Each running job has a heartbeat that renews its lease; if the lease is lost (the job was claimed
-by another worker after this one stalled), the work is cancelled and nothing more is written. On
-shutdown the runner stops claiming, gives running jobs a grace period, then hands back the rest
-at once instead of leaving them to lapse.
+Each running job has a watcher that renews its lease and looks for a cancellation request. If the
+lease is lost (another worker claimed the job after this one stalled), the work is cancelled and
+nothing more is written. Transient failures are retried with exponential backoff; others fail
+the job at once. On shutdown the runner stops claiming, gives running jobs a grace period, then
+hands back the rest at once instead of leaving them to lapse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import timedelta
+from enum import Enum
 from typing import Protocol
 
 import structlog
 
+from service.clock import utcnow
 from service.config import WorkerSettings
-from service.errors import FerryError, LeaseLostError
+from service.errors import LeaseLostError
 from service.jobs.context import JobContext
-from service.jobs.ledger import Lease, Ledger
+from service.jobs.failures import classify
+from service.jobs.ledger import ClaimPolicy, Lease, Ledger
 from service.jobs.model import ExportResult, Job
 
 log = structlog.get_logger(__name__)
+BoundLog = structlog.typing.FilteringBoundLogger
+
+_MAX_CLAIM_BACKOFF_SECONDS = 5.0
 
 
 class Executor(Protocol):
     async def run(self, job: Job, context: JobContext) -> ExportResult: ...
+
+
+class _Stop(Enum):
+    """Why the watcher stopped a job's work."""
+
+    LEASE_LOST = "lease_lost"
+    CANCELLED = "cancelled"
 
 
 class Runner:
@@ -46,8 +61,14 @@ class Runner:
         self._owner = owner
         self._retention = retention
         self._lease = timedelta(seconds=settings.lease_seconds)
+        self._policy = ClaimPolicy(
+            lease=self._lease,
+            max_lost_leases=settings.max_lost_leases,
+            max_running_per_project=settings.max_running_per_project,
+        )
         self._wakeup = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._claim_failures = 0
 
     def wake(self) -> None:
         """A job was just accepted: look now rather than at the next poll."""
@@ -71,12 +92,18 @@ class Runner:
 
     async def _claim(self) -> Job | None:
         try:
-            return await self._ledger.claim(
-                self._owner, lease=self._lease, max_lost_leases=self._settings.max_lost_leases
-            )
+            job = await self._ledger.claim(self._owner, self._policy)
         except Exception:
-            log.exception("runner.claim_failed")
+            # The database is away: say so once in a while, not on every poll.
+            self._claim_failures += 1
+            if self._claim_failures in {1, 10} or self._claim_failures % 100 == 0:
+                log.exception("runner.claim_failed", failures=self._claim_failures)
+            await asyncio.sleep(min(0.2 * self._claim_failures, _MAX_CLAIM_BACKOFF_SECONDS))
             return None
+        if self._claim_failures:
+            log.info("runner.claims_resumed", after_failures=self._claim_failures)
+            self._claim_failures = 0
+        return job
 
     async def _idle(self, stop: asyncio.Event) -> None:
         self._wakeup.clear()
@@ -114,7 +141,8 @@ class Runner:
         started = time.monotonic()
         bound.info(f"{job.kind}.started", dataset=job.dataset)
         work = asyncio.create_task(self._executors[job.kind].run(job, context))
-        heartbeat = asyncio.create_task(self._heartbeat(lease, work))
+        stopped: list[_Stop] = []
+        watcher = asyncio.create_task(self._watch(lease, work, stopped))
         try:
             result = await work
             await self._ledger.complete(lease, result, retention=self._retention)
@@ -130,44 +158,79 @@ class Runner:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 # Shutting down: hand the job back so another worker starts it now.
-                await asyncio.shield(self._hand_back(lease, bound))
+                await asyncio.shield(self._record(self._hand_back(lease, bound), bound))
                 raise
-            bound.warning("job.lease_lost")  # the heartbeat cancelled the work
-        except FerryError as exc:
-            await self._fail(lease, exc.code, exc.message, bound)
-        except Exception as exc:  # noqa: BLE001 - an unforeseen error fails the job, logged
-            bound.exception("job.crashed")
-            await self._fail(lease, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", bound)
+            if stopped == [_Stop.CANCELLED]:
+                await self._record(self._ledger.cancel(lease), bound)
+                bound.info("job.cancelled", seconds=round(time.monotonic() - started, 3))
+            else:
+                bound.warning("job.lease_lost")
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
+            await self._record(self._failed(job, lease, exc, bound), bound)
         finally:
-            heartbeat.cancel()
+            watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+                await watcher
 
-    async def _heartbeat(self, lease: Lease, work: asyncio.Task[ExportResult]) -> None:
+    async def _watch(
+        self, lease: Lease, work: asyncio.Task[ExportResult], stopped: list[_Stop]
+    ) -> None:
+        """Renew the lease every heartbeat; look for a cancellation request more often."""
+        last_beat = time.monotonic()
         while True:
-            await asyncio.sleep(self._settings.heartbeat_seconds)
+            await asyncio.sleep(self._settings.cancel_check_seconds)
             try:
-                still_ours = await self._ledger.heartbeat(lease, extend_by=self._lease)
+                if await self._ledger.cancel_requested(lease):
+                    stopped.append(_Stop.CANCELLED)
+                    work.cancel()
+                    return
+                if time.monotonic() - last_beat >= self._settings.heartbeat_seconds:
+                    if not await self._ledger.heartbeat(lease, extend_by=self._lease):
+                        raise LeaseLostError(lease.job_id, lease.attempt)  # noqa: TRY301
+                    last_beat = time.monotonic()
+            except LeaseLostError:
+                stopped.append(_Stop.LEASE_LOST)
+                work.cancel()
+                return
             except Exception:
                 # The database may be briefly away; the lease outlives a few missed beats.
                 log.warning("job.heartbeat_failed", job_id=lease.job_id, exc_info=True)
-                continue
-            if not still_ours:
-                work.cancel()
-                return
 
-    async def _fail(
-        self, lease: Lease, code: str, message: str, bound: structlog.typing.FilteringBoundLogger
-    ) -> None:
+    async def _failed(self, job: Job, lease: Lease, exc: Exception, bound: BoundLog) -> None:
+        failure = classify(exc)
+        if failure.transient and job.attempt < self._settings.max_attempts:
+            delay = min(
+                self._settings.retry_backoff_seconds * 2 ** (job.attempt - 1),
+                self._settings.retry_backoff_max_seconds,
+            ) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter spreads retries, no secret here
+            await self._ledger.retry(
+                lease,
+                code=failure.code,
+                message=failure.message,
+                run_after=utcnow() + timedelta(seconds=delay),
+            )
+            bound.warning(
+                "job.retry_scheduled",
+                error_code=failure.code,
+                error_message=failure.message,
+                delay_seconds=round(delay, 2),
+            )
+            return
+        if failure.code == "INTERNAL_ERROR":
+            bound.error("job.crashed", exc_info=exc)
+        await self._ledger.fail(lease, code=failure.code, message=failure.message)
+        bound.warning("job.failed", error_code=failure.code, error_message=failure.message)
+
+    async def _hand_back(self, lease: Lease, bound: BoundLog) -> None:
+        await self._ledger.release(lease)
+        bound.info("job.handed_back")
+
+    @staticmethod
+    async def _record(outcome: Awaitable[object], bound: BoundLog) -> None:
+        """Write an outcome; if that fails, the lease lapses and the job is claimed again."""
         try:
-            await self._ledger.fail(lease, code=code, message=message)
-            bound.warning("job.failed", error_code=code, error_message=message)
+            await outcome
         except LeaseLostError:
             bound.warning("job.lease_lost")
-
-    async def _hand_back(self, lease: Lease, bound: structlog.typing.FilteringBoundLogger) -> None:
-        try:
-            await self._ledger.release(lease)
-            bound.info("job.handed_back")
         except Exception:  # noqa: BLE001 - logged; the lease lapses instead
-            bound.exception("job.hand_back_failed")
+            bound.exception("job.outcome_not_recorded")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.clock import rfc3339
 from service.datasets import get_dataset
 from service.errors import InvalidRequestError
-from service.jobs.model import Compression, ExportFormat, Job, JobKind, Progress
+from service.jobs.model import Compression, ExportFormat, Job, JobKind, LastError, Progress
 from service.jobs.status import JobStatus
 
 
@@ -43,6 +43,19 @@ class JobView(BaseModel):
         None, description="What went wrong and what to fix, when failed."
     )
     attempt: int = Field(description="How many times a worker has claimed the job.")
+    last_error: LastError | None = Field(
+        None, description="Why the previous attempt failed transiently, when it did."
+    )
+    next_attempt_at: str | None = Field(
+        None, description="When a job waiting after a transient failure is tried again."
+    )
+    queue_position: int | None = Field(
+        None,
+        description="API only, pending jobs: place among the project's waiting jobs (1 = next).",
+    )
+    waiting_reason: str | None = Field(
+        None, description="API only, for pending jobs: why the job has not started yet."
+    )
     progress: Progress
     created_at: str
     started_at: str | None = None
@@ -76,6 +89,15 @@ def job_view(job: Job) -> dict[str, Any]:
             "error_code": job.error_code,
             "error_message": job.error_message,
             "attempt": job.attempt,
+            "last_error": job.last_error.model_dump() if job.last_error else None,
+            "next_attempt_at": (
+                rfc3339(job.run_after)
+                if job.status is JobStatus.PENDING and job.last_error and job.run_after
+                else None
+            ),
+            # Computed by the API when asked (the queue moves without events of this job).
+            "queue_position": None,
+            "waiting_reason": None,
             "progress": job.progress.model_dump(mode="json"),
             "created_at": rfc3339(job.created_at),
             "started_at": rfc3339(job.started_at) if job.started_at else None,

@@ -18,7 +18,7 @@ from service.errors import LeaseLostError
 from service.exports.exporter import Exporter
 from service.exports.object_writer import ObjectWriter
 from service.jobs.context import JobContext
-from service.jobs.ledger import Lease, Ledger
+from service.jobs.ledger import ClaimPolicy, Lease, Ledger
 from service.jobs.model import Job
 from service.storage import ObjectStore
 from tests.integration.conftest import new_job
@@ -84,7 +84,7 @@ async def seed(database: Database, project: str, rows: int, note_size: int) -> l
 
 async def claimed(ledger: Ledger, job: Job) -> JobContext:
     await ledger.accept(job)
-    claim = await ledger.claim("w", lease=LEASE, max_lost_leases=3)
+    claim = await ledger.claim("w", ClaimPolicy(LEASE, 3, 100))
     assert claim is not None
     assert claim.id == job.id
     return JobContext(

@@ -4,6 +4,7 @@ and exactly one outbox event per change with strictly increasing versions."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from service.database import Database
 from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
 from service.events.outbox import OUTBOX_COLLECTION
-from service.jobs.ledger import JOBS_COLLECTION, Lease, Ledger
+from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
 from service.jobs.model import ExportResult, Progress
 from service.jobs.status import JobStatus
 from tests.integration.conftest import new_job
@@ -22,6 +23,7 @@ from tests.integration.conftest import new_job
 pytestmark = pytest.mark.integration
 
 LEASE = timedelta(seconds=30)
+POLICY = ClaimPolicy(lease=LEASE, max_lost_leases=3, max_running_per_project=100)
 
 
 async def events_of(database: Database, job_id: str) -> list[dict[str, Any]]:
@@ -73,9 +75,7 @@ async def test_concurrent_claims_give_each_job_to_exactly_one_worker(ledger: Led
     jobs = [new_job() for _ in range(6)]
     for job in jobs:
         await ledger.accept(job)
-    claims = await asyncio.gather(
-        *(ledger.claim(f"w{n}", lease=LEASE, max_lost_leases=3) for n in range(10))
-    )
+    claims = await asyncio.gather(*(ledger.claim(f"w{n}", POLICY) for n in range(10)))
     claimed = [job.id for job in claims if job is not None]
     assert sorted(claimed) == sorted(job.id for job in jobs)
     assert all(job.attempt == 1 for job in claims if job is not None)
@@ -85,7 +85,7 @@ async def test_claims_take_the_oldest_pending_job_first(ledger: Ledger) -> None:
     older, newer = new_job(), new_job()
     await ledger.accept(newer.model_copy(update={"created_at": utcnow()}))
     await ledger.accept(older.model_copy(update={"created_at": utcnow() - timedelta(minutes=5)}))
-    claimed = await ledger.claim("w", lease=LEASE, max_lost_leases=3)
+    claimed = await ledger.claim("w", POLICY)
     assert claimed is not None
     assert claimed.id == older.id
 
@@ -95,7 +95,7 @@ async def test_full_lifecycle_publishes_one_event_per_change_with_increasing_ver
 ) -> None:
     job = new_job()
     await ledger.accept(job)
-    claimed = await ledger.claim("w1", lease=LEASE, max_lost_leases=3)
+    claimed = await ledger.claim("w1", POLICY)
     assert claimed is not None
     lease = Lease(claimed.id, "w1", claimed.attempt)
     await ledger.save_progress(lease, Progress(rows_processed=10, percent=50.0), extend_by=LEASE)
@@ -136,11 +136,11 @@ async def test_a_lapsed_lease_is_claimed_again_and_the_old_worker_is_fenced_out(
 ) -> None:
     job = new_job()
     await ledger.accept(job)
-    first = await ledger.claim("w1", lease=timedelta(milliseconds=1), max_lost_leases=3)
+    first = await ledger.claim("w1", replace(POLICY, lease=timedelta(milliseconds=1)))
     assert first is not None
     stale = Lease(job.id, "w1", first.attempt)
     await asyncio.sleep(0.05)
-    second = await ledger.claim("w2", lease=LEASE, max_lost_leases=3)
+    second = await ledger.claim("w2", POLICY)
     assert second is not None
     assert (second.id, second.attempt, second.lease_owner) == (job.id, 2, "w2")
 
@@ -168,11 +168,11 @@ async def test_a_lapsed_lease_is_claimed_again_and_the_old_worker_is_fenced_out(
 async def test_a_job_that_keeps_losing_its_worker_fails_with_worker_lost(ledger: Ledger) -> None:
     job = new_job()
     await ledger.accept(job)
-    blink = timedelta(milliseconds=1)
+    blink = replace(POLICY, lease=timedelta(milliseconds=1), max_lost_leases=2)
     for _ in range(2):
-        assert await ledger.claim("w", lease=blink, max_lost_leases=2) is not None
+        assert await ledger.claim("w", blink) is not None
         await asyncio.sleep(0.02)
-    assert await ledger.claim("w", lease=blink, max_lost_leases=2) is None
+    assert await ledger.claim("w", blink) is None
     failed = await ledger.get(job.id)
     assert failed is not None
     assert (failed.status, failed.error_code) == (JobStatus.FAILED, "WORKER_LOST")
@@ -181,12 +181,12 @@ async def test_a_job_that_keeps_losing_its_worker_fails_with_worker_lost(ledger:
 async def test_a_released_job_is_pending_again_at_once(ledger: Ledger) -> None:
     job = new_job()
     await ledger.accept(job)
-    claimed = await ledger.claim("w1", lease=LEASE, max_lost_leases=3)
+    claimed = await ledger.claim("w1", POLICY)
     assert claimed is not None
     released = await ledger.release(Lease(job.id, "w1", claimed.attempt))
     assert released is not None
     assert (released.status, released.lease_owner) == (JobStatus.PENDING, None)
-    again = await ledger.claim("w2", lease=LEASE, max_lost_leases=3)
+    again = await ledger.claim("w2", POLICY)
     assert again is not None
     assert (again.id, again.attempt) == (job.id, 2)
     assert again.started_at == claimed.started_at  # the first start is kept
@@ -195,7 +195,7 @@ async def test_a_released_job_is_pending_again_at_once(ledger: Ledger) -> None:
 async def test_only_completed_jobs_past_their_expiry_expire(ledger: Ledger) -> None:
     job = new_job()
     await ledger.accept(job)
-    claimed = await ledger.claim("w", lease=LEASE, max_lost_leases=3)
+    claimed = await ledger.claim("w", POLICY)
     assert claimed is not None
     result = ExportResult(object_key="k", row_count=0, file_size_bytes=0, file_sha256="x")
     await ledger.complete(Lease(job.id, "w", 1), result, retention=timedelta(milliseconds=1))

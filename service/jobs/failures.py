@@ -1,0 +1,41 @@
+"""Which failures are worth another attempt. Unreachable servers and timeouts usually pass;
+anything else would fail the same way again, so it fails the job at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minio.error import InvalidResponseError, S3Error, ServerError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from service.errors import FerryError
+
+# S3 error codes that mean "the store is struggling", not "your request is wrong".
+_TRANSIENT_S3_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "OperationAborted"}
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    message: str
+    transient: bool
+
+
+def classify(exc: BaseException) -> Failure:
+    message = f"{type(exc).__name__}: {exc}"[:1000]
+    if isinstance(exc, FerryError):
+        return Failure(exc.code, exc.message, transient=False)
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError):
+        return Failure("DATABASE_UNAVAILABLE", message, transient=True)
+    if isinstance(exc, ServerError | InvalidResponseError) or (
+        isinstance(exc, S3Error) and exc.code in _TRANSIENT_S3_CODES
+    ):
+        return Failure("STORAGE_UNAVAILABLE", message, transient=True)
+    if isinstance(exc, Urllib3Error):  # the object store's HTTP client: refused, reset, timed out
+        return Failure("STORAGE_UNAVAILABLE", message, transient=True)
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return Failure("NETWORK_ERROR", message, transient=True)
+    return Failure("INTERNAL_ERROR", message, transient=False)

@@ -1,0 +1,51 @@
+"""Which failures get another attempt."""
+
+from __future__ import annotations
+
+import pytest
+from minio.error import S3Error, ServerError
+from pymongo.errors import AutoReconnect, DuplicateKeyError, ServerSelectionTimeoutError
+from urllib3 import HTTPConnectionPool, HTTPResponse
+from urllib3.exceptions import MaxRetryError, ProtocolError
+
+from service.errors import InvalidRequestError, JobFailedError
+from service.jobs.failures import classify
+
+POOL = HTTPConnectionPool("store.invalid")
+
+
+def s3_error(code: str) -> S3Error:
+    return S3Error(HTTPResponse(status=503), code, "message", "resource", "request-id", "host-id")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (AutoReconnect("connection reset"), "DATABASE_UNAVAILABLE"),
+        (ServerSelectionTimeoutError("no servers"), "DATABASE_UNAVAILABLE"),
+        (ServerError("bad gateway", 502), "STORAGE_UNAVAILABLE"),
+        (s3_error("SlowDown"), "STORAGE_UNAVAILABLE"),
+        (MaxRetryError(POOL, "/x", reason=ProtocolError("reset")), "STORAGE_UNAVAILABLE"),
+        (ConnectionRefusedError("refused"), "NETWORK_ERROR"),
+        (TimeoutError(), "NETWORK_ERROR"),
+    ],
+)
+def test_unreachable_servers_and_timeouts_are_transient(exc: BaseException, code: str) -> None:
+    failure = classify(exc)
+    assert (failure.code, failure.transient) == (code, True)
+    assert type(exc).__name__ in failure.message
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (InvalidRequestError("bad filter", code="INVALID_FILTER"), "INVALID_FILTER"),
+        (JobFailedError("FILE_TOO_LARGE", "too big"), "FILE_TOO_LARGE"),
+        (s3_error("AccessDenied"), "INTERNAL_ERROR"),
+        (DuplicateKeyError("dup"), "INTERNAL_ERROR"),
+        (ValueError("bug"), "INTERNAL_ERROR"),
+    ],
+)
+def test_everything_else_fails_at_once(exc: BaseException, code: str) -> None:
+    failure = classify(exc)
+    assert (failure.code, failure.transient) == (code, False)
