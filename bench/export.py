@@ -135,7 +135,7 @@ def _peak_rss_kib(pid: int) -> int:
 
 async def main(rows: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as scratch, DevStack(Path(scratch), Ports.free()) as stack:
-        env = {**isolated(stack.env()), "FERRY_LOG_LEVEL": "warning"}
+        env = {**isolated(stack.env(), fast_timings=False), "FERRY_LOG_LEVEL": "warning"}
         settings = settings_from_env(env)
         await provision(settings)
         small, large = f"bench{rows}", f"bench{rows * 10}"

@@ -32,7 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = connect(settings.mongo, app_name="ferry-api")
         database = client[settings.mongo.database]
-        read_model = ReadModel(database)
+        read_model = ReadModel(database, record_retention=settings.export.record_retention)
         store = ObjectStore(settings.s3)
         broker = make_broker(settings.kafka, client_id="ferry-api")
         subscribe_status_feed(broker, settings.kafka, read_model)

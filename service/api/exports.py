@@ -77,6 +77,7 @@ async def list_exports(
         limit=limit,
         cursor=cursor,
     )
+    views = [await _with_waiting_info(services, view) for view in views]
     return envelope(request, views, has_more=next_cursor is not None, next_cursor=next_cursor)
 
 
@@ -84,7 +85,8 @@ async def list_exports(
 async def get_export(
     request: Request, services: ServicesDep, project_id: ProjectDep, export_id: UUID
 ) -> dict[str, Any]:
-    return envelope(request, await _view(services, project_id, export_id))
+    view = await _view(services, project_id, export_id)
+    return envelope(request, await _with_waiting_info(services, view))
 
 
 @router.get(
@@ -127,6 +129,16 @@ async def download_export(
     response.headers["Location"] = url
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+async def _with_waiting_info(services: ServicesDep, view: dict[str, Any]) -> dict[str, Any]:
+    # Computed when asked: the queue moves without any event of this job.
+    if view["status"] != JobStatus.PENDING:
+        return view
+    position, reason = await services.read_model.waiting_info(
+        view, max_running_per_project=services.settings.worker.max_running_per_project
+    )
+    return {**view, "queue_position": position, "waiting_reason": reason}
 
 
 async def _view(services: ServicesDep, project_id: str, export_id: UUID) -> dict[str, Any]:

@@ -9,21 +9,31 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from service.clock import utcnow
 from service.errors import InvalidRequestError
 
 READ_MODEL_COLLECTION = "job_views"
 
 
+_FINISHED = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
 class ReadModel:
-    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        database: AsyncDatabase[dict[str, Any]],
+        *,
+        record_retention: timedelta = timedelta(days=90),
+    ) -> None:
         self._views = database[READ_MODEL_COLLECTION]
+        self._record_retention = record_retention
 
     async def ensure_indexes(self) -> None:
         await self._views.create_indexes(
@@ -45,6 +55,8 @@ class ReadModel:
                         ("_id", DESCENDING),
                     ]
                 ),
+                # Views go when the ledger's records go.
+                IndexModel([("purge_at", 1)], expireAfterSeconds=0),
             ]
         )
 
@@ -59,6 +71,9 @@ class ReadModel:
             "created_at": datetime.fromisoformat(view["created_at"]),
             "view": view,
         }
+        if view["status"] in _FINISHED:
+            ended = view.get("expires_at") or view.get("completed_at") or view["created_at"]
+            document["purge_at"] = datetime.fromisoformat(ended) + self._record_retention
         try:
             await self._views.update_one(
                 {"_id": view["id"], "version": {"$lt": version}}, {"$set": document}, upsert=True
@@ -103,6 +118,33 @@ class ReadModel:
             return views, None
         last = documents[limit - 1]
         return views, _encode_cursor(last["created_at"], str(last["_id"]))
+
+    async def waiting_info(
+        self, view: dict[str, Any], *, max_running_per_project: int
+    ) -> tuple[int, str]:
+        """For a pending job: its place in its project's queue (1 = next) and why it waits."""
+        created_at = datetime.fromisoformat(view["created_at"])
+        project = view["project_id"]
+        ahead = await self._views.count_documents(
+            {
+                "project_id": project,
+                "status": "pending",
+                "$or": [
+                    {"created_at": {"$lt": created_at}},
+                    {"created_at": created_at, "_id": {"$lt": view["id"]}},
+                ],
+            }
+        )
+        running = await self._views.count_documents({"project_id": project, "status": "processing"})
+        next_attempt = view.get("next_attempt_at")
+        if next_attempt and datetime.fromisoformat(next_attempt) > utcnow():
+            code = (view.get("last_error") or {}).get("code", "a transient error")
+            reason = f"retrying after {code} at {next_attempt} (attempt {view['attempt'] + 1})"
+        elif running >= max_running_per_project:
+            reason = f"project limit of {max_running_per_project} running jobs reached"
+        else:
+            reason = "waiting for a free worker"
+        return ahead + 1, reason
 
 
 def _encode_cursor(created_at: datetime, job_id: str) -> str:

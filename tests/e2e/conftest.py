@@ -17,7 +17,7 @@ from service.provisioning import provision
 from tests.support.ferry import RunningFerry
 from tests.support.infra import Infra, isolated
 
-FINISHED = {"completed", "failed", "expired"}
+FINISHED = {"completed", "failed", "expired", "cancelled"}
 
 
 @pytest.fixture(scope="session")

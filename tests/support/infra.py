@@ -64,12 +64,13 @@ def running_infra(home: Path) -> Iterator[Infra]:
         raise RuntimeError(f"FERRY_TEST_INFRA={mode!r}: expected 'embedded' or 'env'")
 
 
-def isolated(connection: dict[str, str]) -> dict[str, str]:
-    """`connection` plus names of its own: database, bucket, topics, consumer groups."""
+def isolated(connection: dict[str, str], *, fast_timings: bool = True) -> dict[str, str]:
+    """`connection` plus names of its own: database, bucket, topics, consumer groups; with
+    `fast_timings`, short leases and intervals so tests take seconds (benchmarks keep defaults)."""
     run = uuid.uuid4().hex[:10]
     return {
         **{name: value for name, value in connection.items() if name in _CONNECTION_VARIABLES},
-        **_TEST_TUNING,
+        **(_TEST_TUNING if fast_timings else {"FERRY_ENVIRONMENT": "development"}),
         "FERRY_MONGO__DATABASE": f"ferry_test_{run}",
         "FERRY_S3__BUCKET": f"ferry-test-{run}",
         "FERRY_KAFKA__REQUESTS_TOPIC": f"ferry.requests.{run}",
