@@ -18,10 +18,12 @@ from service.api.app import API_VERSION, create_app
 from service.config import KafkaSettings, Settings, settings_from
 from service.datasets import all_datasets
 from service.events.contracts import (
+    CANCEL_REQUESTED,
     CLOUDEVENTS_CONTENT_TYPE,
     EXPORT_REQUESTED,
     JOB_STATUS_CHANGED,
     JOB_UPDATED,
+    CancelRequested,
     ExportRequested,
     JobStatusChanged,
     JobUpdated,
@@ -29,6 +31,13 @@ from service.events.contracts import (
 
 _EVENTS: dict[str, tuple[type[BaseModel], str]] = {
     EXPORT_REQUESTED: (ExportRequested, "Asks for an export. Key: the project id."),
+    CANCEL_REQUESTED: (
+        CancelRequested,
+        (
+            "Asks to stop a job: a pending one at once, a running one within seconds. Key: "
+            "the project id (so it follows the request it cancels)."
+        ),
+    ),
     JOB_STATUS_CHANGED: (
         JobStatusChanged,
         "A job changed status. `data` is the job as the API shows it, plus `previous_status`.",
@@ -101,8 +110,11 @@ def asyncapi_document() -> dict[str, Any]:
         "channels": {
             "requests": {
                 "address": topics.requests_topic,
-                "description": "Export requests. Key: the project id.",
-                "messages": {"ExportRequested": ref("ExportRequested")},
+                "description": "Export and cancel requests. Key: the project id.",
+                "messages": {
+                    "ExportRequested": ref("ExportRequested"),
+                    "CancelRequested": ref("CancelRequested"),
+                },
             },
             "status": {
                 "address": topics.status_topic,
@@ -123,7 +135,10 @@ def asyncapi_document() -> dict[str, Any]:
             "receiveRequests": {
                 "action": "receive",
                 "channel": {"$ref": "#/channels/requests"},
-                "messages": [{"$ref": "#/channels/requests/messages/ExportRequested"}],
+                "messages": [
+                    {"$ref": "#/channels/requests/messages/ExportRequested"},
+                    {"$ref": "#/channels/requests/messages/CancelRequested"},
+                ],
             },
             "sendStatus": {
                 "action": "send",
