@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ferry needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,tracing,dev]'
 	touch $(STAMP)
 
 clean:

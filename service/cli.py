@@ -77,7 +77,7 @@ def worker() -> None:
     """Run a worker: request intake, job runner, outbox relay, expiry."""
     from service.worker import run_worker
 
-    settings = _settings()
+    settings = _settings(role="worker")
     asyncio.run(_until_signal(lambda stop: run_worker(settings, stop)))
 
 
@@ -89,7 +89,7 @@ def api(
     """Run the read-only lookup API."""
     from service.api.app import create_app
 
-    settings = _settings()
+    settings = _settings(role="api")
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,
@@ -288,7 +288,9 @@ def cancel(
 # Helpers ------------------------------------------------------------------------------------
 
 
-def _settings() -> Settings:
+def _settings(*, role: str | None = None) -> Settings:
+    """The settings, or a clear message and exit 2. A long-running `role` also gets tracing,
+    when it is on."""
     try:
         settings = load_settings()
     except ValidationError as exc:
@@ -302,6 +304,13 @@ def _settings() -> Settings:
         )
     log_format: Literal["auto", "json", "console"] = settings.log_format
     configure_logging(settings.log_level, log_format)
+    if role is not None and settings.observability.tracing:
+        from service.observability.tracing import TracingUnavailableError, configure_tracing
+
+        try:
+            configure_tracing(role)
+        except TracingUnavailableError as exc:
+            _fail(str(exc))
     return settings
 
 

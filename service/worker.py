@@ -30,15 +30,20 @@ from service.exports.expiry import ExpirySweeper
 from service.exports.exporter import Exporter
 from service.exports.request import export_job_from_request
 from service.jobs.cancellation import cancel_from_request
+from service.jobs.instrumented import InstrumentedExecutor
 from service.jobs.ledger import Ledger
 from service.jobs.runner import Runner
 from service.leadership import Leadership
+from service.observability.health import Check, serving_health
+from service.observability.metrics import JOBS_RUNNING, set_build_info
+from service.observability.sampler import MetricsSampler
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
 
 EVENT_SOURCE = "/ferry"
 _LEADERSHIP_TTL = timedelta(seconds=15)
+_PING_TIMEOUT_SECONDS = 2.0
 
 
 def worker_identity() -> str:
@@ -53,7 +58,11 @@ async def run_worker(
     client = connect(settings.mongo, app_name="ferry-worker")
     database = client[settings.mongo.database]
     store = ObjectStore(settings.s3)
-    broker = make_broker(settings.kafka, client_id=f"ferry-worker-{owner}")
+    broker = make_broker(
+        settings.kafka,
+        client_id=f"ferry-worker-{owner}",
+        tracing=settings.observability.tracing,
+    )
 
     relay = OutboxRelay(
         database,
@@ -75,7 +84,7 @@ async def run_worker(
     )
     runner = Runner(
         ledger,
-        {"export": exporter},
+        {"export": InstrumentedExecutor(exporter)},
         settings.worker,
         owner=owner,
         retention=settings.export.retention,
@@ -94,29 +103,68 @@ async def run_worker(
         Leadership(database, name="export-expiry", owner=owner, ttl=_LEADERSHIP_TTL),
         interval_seconds=settings.export.expiry_sweep_seconds,
     )
+    sampler = MetricsSampler(
+        database,
+        interval=settings.observability.sample_seconds,
+        group=settings.kafka.intake_group,
+        consumer=lambda: subscriber.consumer,
+    )
+    JOBS_RUNNING.set_function(lambda: runner.running)
+    set_build_info()
 
-    await ledger.ensure_indexes()
-    await exporter.ensure_indexes()
-    await store.ensure_bucket()
-    await broker.start()
-    relay_stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(runner.run(stop), name="runner"),
-        asyncio.create_task(relay.run(relay_stop), name="outbox-relay"),
-        asyncio.create_task(sweeper.run(stop), name="expiry"),
-    ]
-    log.info("worker.started", owner=owner)
-    if ready is not None:
-        ready.set()
-    try:
-        await stop.wait()
-    finally:
-        log.info("worker.stopping", owner=owner)
-        await subscriber.stop()
-        await asyncio.gather(tasks[0], tasks[2], return_exceptions=True)
-        relay_stop.set()
-        await tasks[1]
-        await relay.drain_once()  # the last status events of handed-back jobs
-        await broker.stop()
-        await client.close()
-        log.info("worker.stopped", owner=owner)
+    async def mongo_ready() -> bool:
+        await database.command("ping")
+        return True
+
+    async def kafka_ready() -> bool:
+        return await broker.ping(timeout=_PING_TIMEOUT_SECONDS)
+
+    readiness: dict[str, Check] = {
+        "mongodb": mongo_ready,
+        "kafka": kafka_ready,
+        "object_store": store.bucket_exists,
+    }
+    # The loops, once started. A loop that ended while the worker is not stopping has crashed:
+    # the worker is then no longer alive and its pod is restarted.
+    loops: dict[str, asyncio.Task[None]] = {}
+
+    def alive(name: str) -> Check:
+        async def check() -> bool:
+            task = loops.get(name)
+            return task is None or not task.done() or stop.is_set()
+
+        return check
+
+    liveness = {name: alive(name) for name in ("runner", "outbox-relay", "expiry", "metrics")}
+
+    async with serving_health(settings.observability, readiness=readiness, liveness=liveness):
+        await ledger.ensure_indexes()
+        await exporter.ensure_indexes()
+        await store.ensure_bucket()
+        await broker.start()
+        relay_stop = asyncio.Event()
+        loops.update(
+            {
+                "runner": asyncio.create_task(runner.run(stop), name="runner"),
+                "outbox-relay": asyncio.create_task(relay.run(relay_stop), name="outbox-relay"),
+                "expiry": asyncio.create_task(sweeper.run(stop), name="expiry"),
+                "metrics": asyncio.create_task(sampler.run(stop), name="metrics"),
+            }
+        )
+        log.info("worker.started", owner=owner)
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            log.info("worker.stopping", owner=owner)
+            await subscriber.stop()
+            await asyncio.gather(
+                loops["runner"], loops["expiry"], loops["metrics"], return_exceptions=True
+            )
+            relay_stop.set()
+            await loops["outbox-relay"]
+            await relay.drain_once()  # the last status events of handed-back jobs
+            await broker.stop()
+            await client.close()
+            log.info("worker.stopped", owner=owner)

@@ -12,13 +12,15 @@ from fastapi import FastAPI
 from service.api import envelope
 from service.api.dependencies import Services
 from service.api.exports import router as exports_router
-from service.api.health import router as health_router
+from service.api.instrumentation import HttpMetrics
 from service.api.keys import ApiKeys
 from service.api.read_model import ReadModel
 from service.api.status_feed import subscribe_status_feed
 from service.config import Settings
 from service.database import connect
 from service.events.kafka import make_broker
+from service.observability.health import router as health_router
+from service.observability.metrics import set_build_info
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -34,7 +36,9 @@ def create_app(settings: Settings) -> FastAPI:
         database = client[settings.mongo.database]
         read_model = ReadModel(database, record_retention=settings.export.record_retention)
         store = ObjectStore(settings.s3)
-        broker = make_broker(settings.kafka, client_id="ferry-api")
+        broker = make_broker(
+            settings.kafka, client_id="ferry-api", tracing=settings.observability.tracing
+        )
         subscribe_status_feed(broker, settings.kafka, read_model)
         await read_model.ensure_indexes()
         await broker.start()
@@ -54,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
             "kafka": kafka_ready,
             "object_store": store.bucket_exists,
         }
+        set_build_info()
         log.info("api.started")
         try:
             yield
@@ -69,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     envelope.install(app)
+    app.add_middleware(HttpMetrics)
     app.include_router(exports_router)
     app.include_router(health_router)
     return app

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import structlog
 
 from service.clock import rfc3339, utcnow
+from service.observability.metrics import DEAD_LETTERS
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,7 @@ class DeadLetters:
             }
         )
         await self._publish(record.value, record.key, headers)
+        DEAD_LETTERS.labels(code=code).inc()
         log.warning(
             "request.dead_lettered",
             code=code,

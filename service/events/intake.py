@@ -17,6 +17,7 @@ from service.events.requests import RequestHandler, parse_request
 from service.jobs.cancellation import CancelJob
 from service.jobs.ledger import Ledger
 from service.jobs.model import Job
+from service.observability.metrics import REQUESTS
 
 log = structlog.get_logger(__name__)
 
@@ -44,14 +45,17 @@ class RequestIntake:
         )
         if isinstance(intent, Rejected):
             await self._dead_letters.send(record, code=intent.code, reason=intent.reason)
+            REQUESTS.labels(outcome="dead_lettered").inc()
         elif isinstance(intent, CancelJob):
             await self._cancel(intent)
+            REQUESTS.labels(outcome="cancel").inc()
         else:
             await self._record(record, intent)
 
     async def _record(self, record: IncomingRecord, job: Job) -> None:
         accepted = await self._ledger.accept(job)
         bound = log.bind(job_id=accepted.job_id, project_id=job.project_id)
+        REQUESTS.labels(outcome=accepted.outcome).inc()
         if accepted.outcome == "conflict":
             await self._dead_letters.send(
                 record,

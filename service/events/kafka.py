@@ -15,6 +15,7 @@ from service.config import KafkaSettings
 from service.events.contracts import CLOUDEVENTS_CONTENT_TYPE
 from service.events.dead_letters import IncomingRecord, PublishRaw
 from service.events.outbox import Publish
+from service.observability.tracing import kafka_tracing_middlewares
 
 if TYPE_CHECKING:
     from faststream.kafka.subscriber.usecase import DefaultSubscriber
@@ -27,13 +28,14 @@ log = structlog.get_logger(__name__)
 REDELIVERY_PAUSE_SECONDS = 1.0
 
 
-def make_broker(settings: KafkaSettings, *, client_id: str) -> KafkaBroker:
+def make_broker(settings: KafkaSettings, *, client_id: str, tracing: bool = False) -> KafkaBroker:
     return KafkaBroker(
         settings.bootstrap_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.idempotent_producer,
         logger=None,  # structlog tells what happened; FastStream's per-message lines are noise
+        middlewares=kafka_tracing_middlewares() if tracing else (),
     )
 
 

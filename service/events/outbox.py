@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
 from service.leadership import Leadership
+from service.observability import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +75,10 @@ class OutboxRelay:
         for entry in entries:
             payload = json.dumps(entry["event"], separators=(",", ":")).encode()
             await self._publish(entry["key"], payload)
+            metrics.record_status_event(entry["event"])
         if entries:
             await self._outbox.delete_many({"_id": {"$in": [entry["_id"] for entry in entries]}})
+            metrics.OUTBOX_PUBLISHED.inc(len(entries))
             log.debug("outbox.published", count=len(entries))
         return len(entries)
 
