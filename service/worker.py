@@ -158,10 +158,11 @@ async def run_worker(
             await stop.wait()
         finally:
             log.info("worker.stopping", owner=owner)
+            # Sampling has nothing to finish, and must not hold the consumer being stopped.
+            loops["metrics"].cancel()
+            await asyncio.gather(loops["metrics"], return_exceptions=True)
             await subscriber.stop()
-            await asyncio.gather(
-                loops["runner"], loops["expiry"], loops["metrics"], return_exceptions=True
-            )
+            await asyncio.gather(loops["runner"], loops["expiry"], return_exceptions=True)
             relay_stop.set()
             await loops["outbox-relay"]
             await relay.drain_once()  # the last status events of handed-back jobs

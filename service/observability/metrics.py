@@ -66,10 +66,9 @@ ROWS = Counter(
 
 # Requests and events ---------------------------------------------------------------------------
 
-RequestOutcome = Literal["accepted", "duplicate", "conflict", "dead_lettered"]
 REQUESTS = Counter(
     "ferry_requests",
-    "Requests consumed by the intake, by outcome: accepted (a new job), duplicate (no new job), "
+    "Requests consumed by the intake, by outcome: created (a new job), duplicate (no new job), "
     "conflict (the job id belongs to another project) or dead_lettered.",
     ["outcome"],
 )

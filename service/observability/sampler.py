@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 # Finished jobs pile up for ever; waiting and running ones are what an operator acts on, and
 # counting them uses the (status, ...) indexes.
 _SAMPLED_STATUSES = (JobStatus.PENDING, JobStatus.PROCESSING)
+_MIN_SAMPLE_TIMEOUT_SECONDS = 10.0
 
 
 class MetricsSampler:
@@ -53,8 +54,11 @@ class MetricsSampler:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self.sample_once()
+                # A dependency that hangs must not stall sampling for good.
+                async with asyncio.timeout(max(self._interval, _MIN_SAMPLE_TIMEOUT_SECONDS)):
+                    await self.sample_once()
             except Exception:
+                # A dependency is away: keep the last values, and say so.
                 log.warning("metrics.sample_failed", exc_info=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._interval)
