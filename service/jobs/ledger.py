@@ -17,7 +17,7 @@ import structlog
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from service.clock import utcnow, uuid7
 from service.errors import LeaseLostError
@@ -35,6 +35,12 @@ PROJECT_CLAIMS_COLLECTION = "project_claims"
 _CLAIM_CANDIDATES = 20
 
 T = TypeVar("T")
+# A query or update, or a function building it from the current time.
+AtNow = Mapping[str, Any] | Callable[[datetime], Mapping[str, Any]]
+
+
+def _at(value: AtNow, now: datetime) -> Mapping[str, Any]:
+    return value(now) if callable(value) else value
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,23 @@ class Accepted:
 
 
 CancelOutcome = Literal["cancelled", "cancel_requested", "finished", "not_found"]
+
+
+class _ClaimContended(Exception):  # noqa: N818 - a signal, not an error
+    """Another worker's claim in the same project conflicted with ours."""
+
+
+async def _commit(session: AsyncClientSession, attempts: int = 3) -> None:
+    # A commit whose result is unknown (a dropped connection) is retried, as the transactions
+    # specification says: committing twice is harmless.
+    for attempt in range(attempts):
+        try:
+            await session.commit_transaction()
+        except PyMongoError as exc:
+            if exc.has_error_label("UnknownTransactionCommitResult") and attempt < attempts - 1:
+                continue
+            raise
+        return
 
 
 @dataclass(frozen=True)
@@ -162,28 +185,36 @@ class Ledger:
         )
         if job is not None:
             return "cancelled", job.status
-        flagged = await self._jobs.update_one(
-            {"_id": job_id, "project_id": project_id, "status": JobStatus.PROCESSING.value},
+        flagged = await self._change(
+            {
+                "_id": job_id,
+                "project_id": project_id,
+                "status": JobStatus.PROCESSING.value,
+                "cancel_requested_at": {"$exists": False},
+            },
             {"$set": {"cancel_requested_at": now, "cancel_reason": reason}},
+            previous=JobStatus.PROCESSING,
         )
-        if flagged.matched_count:
+        if flagged is not None:
             return "cancel_requested", JobStatus.PROCESSING
         existing = await self._jobs.find_one(
             {"_id": job_id, "project_id": project_id}, {"status": 1}
         )
         if existing is None:
             return "not_found", None
-        return "finished", JobStatus(existing["status"])
+        status = JobStatus(existing["status"])
+        # A repeated request for a job already stopping is a no-op, like one for a finished job.
+        return ("cancel_requested" if status is JobStatus.PROCESSING else "finished"), status
 
     # Claiming and leases ---------------------------------------------------------------------
 
     async def claim(self, owner: str, policy: ClaimPolicy) -> Job | None:
         """Take a job whose worker stopped heartbeating, else the oldest ready pending job of a
         project that is below its limit of running jobs."""
-        now = utcnow()
-        job = await self._reclaim_lapsed(owner, now, policy)
+        job = await self._reclaim_lapsed(owner, policy)
         if job is not None:
             return job
+        now = utcnow()
         busy = await self._projects_at_limit(policy.max_running_per_project)
         candidates = (
             await self._jobs.find(
@@ -198,18 +229,29 @@ class Ledger:
             .limit(_CLAIM_CANDIDATES)
             .to_list()
         )
+        contended: set[str] = set()
         for candidate in candidates:
-            job = await self._claim_pending(
-                str(candidate["_id"]), str(candidate["project_id"]), owner, now, policy
-            )
+            project_id = str(candidate["project_id"])
+            if project_id in contended:
+                continue
+            try:
+                job = await self._claim_pending(str(candidate["_id"]), project_id, owner, policy)
+            except _ClaimContended:
+                # Another worker is claiming in this project right now; try other projects.
+                contended.add(project_id)
+                continue
             if job is not None:
                 return job
         return None
 
     async def _claim_pending(
-        self, job_id: str, project_id: str, owner: str, now: datetime, policy: ClaimPolicy
+        self, job_id: str, project_id: str, owner: str, policy: ClaimPolicy
     ) -> Job | None:
         async def apply(session: AsyncClientSession) -> Job | None:
+            # The lease starts now, not when the claim began: reads before this write can take
+            # seconds while the database recovers, and a lease computed from a stale clock
+            # would lapse at once and get the job run twice.
+            now = utcnow()
             # Two claims of the same project both write this document, so one of them conflicts
             # and is retried, and its count below then includes the other's job: the limit holds
             # under concurrency without keeping a counter that could drift.
@@ -233,17 +275,43 @@ class Ledger:
                     },
                     "$min": {"started_at": now},  # $min sets it when absent: the first start counts
                     "$inc": {"attempt": 1, "version": 1},
-                    "$unset": {"cancel_requested_at": "", "cancel_reason": ""},
                 },
                 previous=JobStatus.PENDING,
             )
 
-        job = await self._transaction(apply)
+        job = await self._fail_fast_transaction(apply)
         if job is not None:
             self._on_event()
         return job
 
-    async def _reclaim_lapsed(self, owner: str, now: datetime, policy: ClaimPolicy) -> Job | None:
+    async def _fail_fast_transaction(
+        self, body: Callable[[AsyncClientSession], Awaitable[Job | None]]
+    ) -> Job | None:
+        """One attempt, no waiting: a write conflict means another worker is claiming in the
+        same project, and trying elsewhere beats the driver's retries, which back off for up
+        to 10 s each while this worker could be claiming other work."""
+        async with self._db.client.start_session() as session:
+            await session.start_transaction()
+            try:
+                job = await body(session)
+                if job is None:
+                    await session.abort_transaction()
+                    return None
+                await _commit(session)
+            except PyMongoError as exc:
+                if session.in_transaction:
+                    await session.abort_transaction()
+                # Only a write conflict is contention. An unreachable server carries the same
+                # label but is an outage, and must surface as one.
+                if exc.has_error_label("TransientTransactionError") and not isinstance(
+                    exc, ConnectionFailure
+                ):
+                    raise _ClaimContended from exc
+                raise
+            return job
+
+    async def _reclaim_lapsed(self, owner: str, policy: ClaimPolicy) -> Job | None:
+        now = utcnow()
         lapsed = {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}}
         # A job that has already lost its worker too often fails instead of taking down more.
         exhausted = await self._change(
@@ -261,8 +329,8 @@ class Ledger:
         if exhausted is not None:
             log.warning("job.worker_lost", job_id=exhausted.id, attempt=exhausted.attempt)
         return await self._change(
-            lapsed,
-            {
+            lambda now: {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}},
+            lambda now: {
                 "$set": {"lease_owner": owner, "lease_expires_at": now + policy.lease},
                 "$inc": {"attempt": 1, "lost_leases": 1},
             },
@@ -306,7 +374,9 @@ class Ledger:
     ) -> None:
         job = await self._change(
             self._fence(lease),
-            {"$set": {"progress": progress.model_dump(), "lease_expires_at": utcnow() + extend_by}},
+            lambda now: {
+                "$set": {"progress": progress.model_dump(), "lease_expires_at": now + extend_by}
+            },
             previous=JobStatus.PROCESSING,
         )
         if job is None:
@@ -395,20 +465,26 @@ class Ledger:
 
     async def _change(
         self,
-        match: Mapping[str, Any],
-        update: Mapping[str, Any],
+        match: AtNow,
+        update: AtNow,
         *,
         previous: JobStatus,
         sort: list[tuple[str, int]] | None = None,
     ) -> Job | None:
-        """Compare-and-set one job and write its event, atomically. None when nothing matched."""
-        full_update: dict[str, Any] = {key: dict(value) for key, value in update.items()}
-        full_update.setdefault("$set", {})["updated_at"] = utcnow()
-        full_update.setdefault("$inc", {})["version"] = 1
+        """Compare-and-set one job and write its event, atomically. None when nothing matched.
+
+        `match` and `update` may be functions of the current time: they are evaluated inside
+        the transaction, at each of its attempts, so a lease written after a stall (a database
+        recovering, a retried commit) starts when it is written, not when the call began.
+        """
 
         async def apply(session: AsyncClientSession) -> Job | None:
+            now = utcnow()
+            full_update = {key: dict(value) for key, value in _at(update, now).items()}
+            full_update.setdefault("$set", {})["updated_at"] = now
+            full_update.setdefault("$inc", {})["version"] = 1
             return await self._apply_change(
-                session, match, full_update, previous=previous, sort=sort
+                session, _at(match, now), full_update, previous=previous, sort=sort
             )
 
         job = await self._transaction(apply)
@@ -466,12 +542,7 @@ class Ledger:
         fields.setdefault("purge_at", now + self._record_retention)
         return {
             "$set": {"status": status.value, "completed_at": now, **fields},
-            "$unset": {
-                "lease_owner": "",
-                "lease_expires_at": "",
-                "upload_id": "",
-                "cancel_requested_at": "",
-            },
+            "$unset": {"lease_owner": "", "lease_expires_at": "", "upload_id": ""},
         }
 
     @staticmethod
