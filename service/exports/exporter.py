@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -88,9 +89,16 @@ class Exporter:
             # The object becomes visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
             written = await writer.close()
-        except BaseException:
+        except BaseException as exc:
+            aborting = time.monotonic()
             with contextlib.suppress(Exception):
                 await asyncio.shield(writer.abort())
+            log.info(
+                "export.aborted",
+                job_id=job.id,
+                reason=type(exc).__name__,
+                seconds=round(time.monotonic() - aborting, 3),
+            )
             raise
         finally:
             await cursor.close()
