@@ -319,7 +319,22 @@ async def _until_signal(body: Callable[[asyncio.Event], Awaitable[None]]) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # `kill -USR1 <pid>` logs what every task is waiting on: for a process that seems stuck.
+    loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
     await body(stop)
+
+
+def _log_task_stacks() -> None:
+    import structlog
+
+    log = structlog.get_logger("service.cli")
+    for task in asyncio.all_tasks():
+        frames = [
+            f"{frame.f_code.co_filename.rsplit('site-packages/', 1)[-1]}:{frame.f_lineno}"
+            f" {frame.f_code.co_name}"
+            for frame in task.get_stack(limit=8)
+        ]
+        log.warning("process.task", task=task.get_name(), stack=frames)
 
 
 def _fail(message: str) -> NoReturn:

@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
 
 import structlog
@@ -43,7 +44,18 @@ log = structlog.get_logger(__name__)
 
 EVENT_SOURCE = "/ferry"
 _LEADERSHIP_TTL = timedelta(seconds=15)
+_SHUTDOWN_STEP_SECONDS = 5.0
 _PING_TIMEOUT_SECONDS = 2.0
+
+
+async def _bounded(part: str, step: Awaitable[object]) -> None:
+    """A shutdown step that may not hold the process: logged and abandoned if it hangs or fails."""
+    try:
+        await asyncio.wait_for(step, _SHUTDOWN_STEP_SECONDS)
+    except TimeoutError:
+        log.warning("worker.shutdown_step_timed_out", part=part, seconds=_SHUTDOWN_STEP_SECONDS)
+    except Exception:
+        log.exception("worker.shutdown_step_failed", part=part)
 
 
 def worker_identity() -> str:
@@ -161,11 +173,19 @@ async def run_worker(
             # Sampling has nothing to finish, and must not hold the consumer being stopped.
             loops["metrics"].cancel()
             await asyncio.gather(loops["metrics"], return_exceptions=True)
-            await subscriber.stop()
-            await asyncio.gather(loops["runner"], loops["expiry"], return_exceptions=True)
+            # The runner is already draining (it watches `stop`). Stopping the consumer can
+            # wait on a group rebalance, so it is bounded and runs beside the drain: running
+            # jobs must be finished or handed back whatever the broker is doing.
+            await asyncio.gather(
+                _bounded("intake", subscriber.stop()),
+                loops["runner"],
+                loops["expiry"],
+                return_exceptions=True,
+            )
             relay_stop.set()
             await loops["outbox-relay"]
-            await relay.drain_once()  # the last status events of handed-back jobs
-            await broker.stop()
+            # The last status events, e.g. of handed-back jobs; the relay keeps them otherwise.
+            await _bounded("outbox", relay.drain_once())
+            await _bounded("broker", broker.stop())
             await client.close()
             log.info("worker.stopped", owner=owner)
