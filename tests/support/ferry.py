@@ -50,6 +50,9 @@ class FerryProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                # Stuck: have it log what each task waits on, then kill it.
+                self.process.send_signal(signal.SIGUSR1)
+                time.sleep(1)
                 self.process.kill()
                 self.process.wait()
         code = self.process.returncode
