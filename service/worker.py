@@ -153,16 +153,15 @@ async def run_worker(
         await ledger.ensure_indexes()
         await exporter.ensure_indexes()
         await store.ensure_bucket()
+        # Jobs need no broker: run them while the intake joins its consumer group, which takes
+        # seconds (longer while a crashed member times out). A replacement worker then picks up
+        # a dead one's jobs at once; their status events wait in the outbox for the relay.
+        loops["runner"] = asyncio.create_task(runner.run(stop), name="runner")
+        loops["expiry"] = asyncio.create_task(sweeper.run(stop), name="expiry")
         await broker.start()
         relay_stop = asyncio.Event()
-        loops.update(
-            {
-                "runner": asyncio.create_task(runner.run(stop), name="runner"),
-                "outbox-relay": asyncio.create_task(relay.run(relay_stop), name="outbox-relay"),
-                "expiry": asyncio.create_task(sweeper.run(stop), name="expiry"),
-                "metrics": asyncio.create_task(sampler.run(stop), name="metrics"),
-            }
-        )
+        loops["outbox-relay"] = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
+        loops["metrics"] = asyncio.create_task(sampler.run(stop), name="metrics")
         log.info("worker.started", owner=owner)
         if ready is not None:
             ready.set()
@@ -170,22 +169,29 @@ async def run_worker(
             await stop.wait()
         finally:
             log.info("worker.stopping", owner=owner)
-            # Sampling has nothing to finish, and must not hold the consumer being stopped.
-            loops["metrics"].cancel()
-            await asyncio.gather(loops["metrics"], return_exceptions=True)
-            # The runner is already draining (it watches `stop`). Stopping the consumer can
-            # wait on a group rebalance, so it is bounded and runs beside the drain: running
-            # jobs must be finished or handed back whatever the broker is doing.
-            await asyncio.gather(
-                _bounded("intake", subscriber.stop()),
-                loops["runner"],
-                loops["expiry"],
-                return_exceptions=True,
-            )
-            relay_stop.set()
-            await loops["outbox-relay"]
-            # The last status events, e.g. of handed-back jobs; the relay keeps them otherwise.
-            await _bounded("outbox", relay.drain_once())
-            await _bounded("broker", broker.stop())
+            await _shut_down(loops, subscriber.stop(), relay, relay_stop, broker.stop())
             await client.close()
             log.info("worker.stopped", owner=owner)
+
+
+async def _shut_down(
+    loops: dict[str, asyncio.Task[None]],
+    stop_intake: Awaitable[None],
+    relay: OutboxRelay,
+    relay_stop: asyncio.Event,
+    stop_broker: Awaitable[None],
+) -> None:
+    # Sampling has nothing to finish, and must not hold the consumer being stopped.
+    loops["metrics"].cancel()
+    await asyncio.gather(loops["metrics"], return_exceptions=True)
+    # The runner is already draining (it watches `stop`). Stopping the consumer can wait on a
+    # group rebalance, so it is bounded and runs beside the drain: running jobs must be
+    # finished or handed back whatever the broker is doing.
+    await asyncio.gather(
+        _bounded("intake", stop_intake), loops["runner"], loops["expiry"], return_exceptions=True
+    )
+    relay_stop.set()
+    await loops["outbox-relay"]
+    # The last status events, e.g. of handed-back jobs; the relay keeps them otherwise.
+    await _bounded("outbox", relay.drain_once())
+    await _bounded("broker", stop_broker)

@@ -24,14 +24,13 @@ from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.events.outbox import OUTBOX_COLLECTION, outbox_entry
 from service.jobs.model import ExportResult, Job, LastError, Progress
+from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus, allowed_from
 from service.jobs.view import job_view
 
 log = structlog.get_logger(__name__)
 
 JOBS_COLLECTION = "jobs"
-# One document per project, written by every claim of that project's jobs (see _claim_pending).
-PROJECT_CLAIMS_COLLECTION = "project_claims"
 _CLAIM_CANDIDATES = 20
 
 T = TypeVar("T")
@@ -101,7 +100,7 @@ class Ledger:
         self._db = database
         self._jobs = database[JOBS_COLLECTION]
         self._outbox = database[OUTBOX_COLLECTION]
-        self._claims = database[PROJECT_CLAIMS_COLLECTION]
+        self._slots = ProjectSlots(database)
         self._source = event_source
         self._record_retention = record_retention
         self._on_event = on_event
@@ -123,6 +122,7 @@ class Ledger:
                 IndexModel([("purge_at", ASCENDING)], expireAfterSeconds=0),
             ]
         )
+        await self._slots.ensure_indexes()
 
     # Intake ------------------------------------------------------------------------------------
 
@@ -209,153 +209,127 @@ class Ledger:
     # Claiming and leases ---------------------------------------------------------------------
 
     async def claim(self, owner: str, policy: ClaimPolicy) -> Job | None:
-        """Take a job whose worker stopped heartbeating, else the oldest ready pending job of a
-        project that is below its limit of running jobs."""
-        job = await self._reclaim_lapsed(owner, policy)
-        if job is not None:
-            return job
+        """Take a job whose worker stopped heartbeating, else the oldest ready pending job, in
+        either case only with a free slot of its project (see service/jobs/slots.py)."""
+        await self._fail_exhausted(policy)
         now = utcnow()
-        busy = await self._projects_at_limit(policy.max_running_per_project)
-        candidates = (
+        fields = {"project_id": 1, "attempt": 1, "status": 1}
+        lapsed = (
+            await self._jobs.find(
+                {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}}, fields
+            )
+            .sort("lease_expires_at", ASCENDING)
+            .limit(_CLAIM_CANDIDATES)
+            .to_list()
+        )
+        full = await self._slots.full_projects(policy.max_running_per_project, now)
+        pending = (
             await self._jobs.find(
                 {
                     "status": JobStatus.PENDING.value,
                     "run_after": {"$lte": now},
-                    "project_id": {"$nin": busy},
+                    "project_id": {"$nin": full},
                 },
-                {"project_id": 1},
+                fields,
             )
             .sort("created_at", ASCENDING)
             .limit(_CLAIM_CANDIDATES)
             .to_list()
         )
-        contended: set[str] = set()
-        for candidate in candidates:
-            project_id = str(candidate["project_id"])
-            if project_id in contended:
-                continue
-            try:
-                job = await self._claim_pending(str(candidate["_id"]), project_id, owner, policy)
-            except _ClaimContended:
-                # Another worker is claiming in this project right now; try other projects.
-                contended.add(project_id)
-                continue
+        for candidate in [*lapsed, *pending]:
+            job = await self._claim_candidate(candidate, owner, policy)
             if job is not None:
                 return job
         return None
 
-    async def _claim_pending(
-        self, job_id: str, project_id: str, owner: str, policy: ClaimPolicy
+    async def _claim_candidate(
+        self, candidate: Mapping[str, Any], owner: str, policy: ClaimPolicy
     ) -> Job | None:
-        async def apply(session: AsyncClientSession) -> Job | None:
+        job_id, project_id = str(candidate["_id"]), str(candidate["project_id"])
+        attempt = int(candidate.get("attempt", 0))
+        reclaim = candidate["status"] == JobStatus.PROCESSING.value
+        holder = holder_of(job_id, attempt + 1)
+        slot = await self._slots.take(
+            project_id, holder, limit=policy.max_running_per_project, lease=policy.lease
+        )
+        if slot is None:
+            return None  # the project is at its limit of running jobs
+
+        def match(now: datetime) -> dict[str, Any]:
+            # `attempt` pins the state the candidate was read in: if anyone moved the job on
+            # since, nothing matches.
+            if reclaim:
+                return {
+                    "_id": job_id,
+                    "attempt": attempt,
+                    "status": JobStatus.PROCESSING.value,
+                    "lease_expires_at": {"$lt": now},
+                }
+            return {"_id": job_id, "attempt": attempt, "status": JobStatus.PENDING.value}
+
+        def update(now: datetime) -> dict[str, Any]:
             # The lease starts now, not when the claim began: reads before this write can take
             # seconds while the database recovers, and a lease computed from a stale clock
             # would lapse at once and get the job run twice.
-            now = utcnow()
-            # Two claims of the same project both write this document, so one of them conflicts
-            # and is retried, and its count below then includes the other's job: the limit holds
-            # under concurrency without keeping a counter that could drift.
-            await self._claims.update_one(
-                {"_id": project_id}, {"$inc": {"claims": 1}}, upsert=True, session=session
-            )
-            running = await self._jobs.count_documents(
-                {"project_id": project_id, "status": JobStatus.PROCESSING.value}, session=session
-            )
-            if running >= policy.max_running_per_project:
-                return None
-            return await self._apply_change(
-                session,
-                {"_id": job_id, "status": JobStatus.PENDING.value},
-                {
-                    "$set": {
-                        "status": JobStatus.PROCESSING.value,
-                        "lease_owner": owner,
-                        "lease_expires_at": now + policy.lease,
-                        "updated_at": now,
-                    },
-                    "$min": {"started_at": now},  # $min sets it when absent: the first start counts
-                    "$inc": {"attempt": 1, "version": 1},
+            changes: dict[str, Any] = {
+                "$set": {
+                    "status": JobStatus.PROCESSING.value,
+                    "lease_owner": owner,
+                    "lease_expires_at": now + policy.lease,
+                    "slot_id": slot,
                 },
-                previous=JobStatus.PENDING,
-            )
+                "$inc": {"attempt": 1, **({"lost_leases": 1} if reclaim else {})},
+            }
+            if not reclaim:
+                changes["$min"] = {"started_at": now}  # $min sets it when absent: first start
+            return changes
 
-        job = await self._fail_fast_transaction(apply)
-        if job is not None:
-            self._on_event()
+        try:
+            job = await self._change(
+                match,
+                update,
+                previous=JobStatus.PROCESSING if reclaim else JobStatus.PENDING,
+                fail_fast=True,
+            )
+        except _ClaimContended:
+            job = None  # another worker is claiming this very job
+        if job is None:
+            await self._slots.release(holder)
         return job
 
-    async def _fail_fast_transaction(
-        self, body: Callable[[AsyncClientSession], Awaitable[Job | None]]
-    ) -> Job | None:
-        """One attempt, no waiting: a write conflict means another worker is claiming in the
-        same project, and trying elsewhere beats the driver's retries, which back off for up
-        to 10 s each while this worker could be claiming other work."""
-        async with self._db.client.start_session() as session:
-            await session.start_transaction()
-            try:
-                job = await body(session)
-                if job is None:
-                    await session.abort_transaction()
-                    return None
-                await _commit(session)
-            except PyMongoError as exc:
-                if session.in_transaction:
-                    await session.abort_transaction()
-                # Only a write conflict is contention. An unreachable server carries the same
-                # label but is an outage, and must surface as one.
-                if exc.has_error_label("TransientTransactionError") and not isinstance(
-                    exc, ConnectionFailure
-                ):
-                    raise _ClaimContended from exc
-                raise
-            return job
-
-    async def _reclaim_lapsed(self, owner: str, policy: ClaimPolicy) -> Job | None:
-        now = utcnow()
-        lapsed = {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}}
-        # A job that has already lost its worker too often fails instead of taking down more.
-        exhausted = await self._change(
-            {**lapsed, "lost_leases": {"$gte": policy.max_lost_leases - 1}},
-            self._finish_update(
-                JobStatus.FAILED,
-                now,
-                error_code="WORKER_LOST",
-                error_message=f"the job's worker stopped responding {policy.max_lost_leases} "
-                "times; the job was not retried again",
-                lost_leases=policy.max_lost_leases,
-            ),
-            previous=JobStatus.PROCESSING,
-        )
-        if exhausted is not None:
-            log.warning("job.worker_lost", job_id=exhausted.id, attempt=exhausted.attempt)
-        return await self._change(
-            lambda now: {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}},
-            lambda now: {
-                "$set": {"lease_owner": owner, "lease_expires_at": now + policy.lease},
-                "$inc": {"attempt": 1, "lost_leases": 1},
-            },
-            previous=JobStatus.PROCESSING,
-            sort=[("lease_expires_at", ASCENDING)],
-        )
-
-    async def _projects_at_limit(self, limit: int) -> list[str]:
-        rows = await (
-            await self._jobs.aggregate(
-                [
-                    {"$match": {"status": JobStatus.PROCESSING.value}},
-                    {"$group": {"_id": "$project_id", "running": {"$sum": 1}}},
-                    {"$match": {"running": {"$gte": limit}}},
-                ]
+    async def _fail_exhausted(self, policy: ClaimPolicy) -> None:
+        """A job that has lost its worker too often fails instead of taking down more."""
+        while True:
+            now = utcnow()
+            job = await self._change(
+                {
+                    "status": JobStatus.PROCESSING.value,
+                    "lease_expires_at": {"$lt": now},
+                    "lost_leases": {"$gte": policy.max_lost_leases - 1},
+                },
+                self._finish_update(
+                    JobStatus.FAILED,
+                    now,
+                    error_code="WORKER_LOST",
+                    error_message=f"the job's worker stopped responding "
+                    f"{policy.max_lost_leases} times; the job was not retried again",
+                    lost_leases=policy.max_lost_leases,
+                ),
+                previous=JobStatus.PROCESSING,
             )
-        ).to_list()
-        return [str(row["_id"]) for row in rows]
+            if job is None:
+                return
+            log.warning("job.worker_lost", job_id=job.id, attempt=job.attempt)
 
     async def heartbeat(self, lease: Lease, *, extend_by: timedelta) -> bool:
         """Extend the lease; False when it is no longer ours. Not a published change."""
         result = await self._jobs.update_one(
             self._fence(lease), {"$set": {"lease_expires_at": utcnow() + extend_by}}
         )
-        return result.matched_count == 1
+        if result.matched_count != 1:
+            return False
+        await self._slots.renew(holder_of(lease.job_id, lease.attempt), lease=extend_by)
+        return True
 
     async def cancel_requested(self, lease: Lease) -> bool:
         """Whether someone asked to cancel this running job. Raises LeaseLostError if not ours."""
@@ -420,20 +394,23 @@ class Ledger:
                 "run_after": run_after,
                 "last_error": LastError(code=code, message=message).model_dump(),
             },
-            "$unset": {"lease_owner": "", "lease_expires_at": ""},
+            "$unset": {"lease_owner": "", "lease_expires_at": "", "slot_id": ""},
         }
         return await self._fenced(lease, update)
 
     async def release(self, lease: Lease) -> Job | None:
         """Hand a running job back (worker shutting down): pending again, at once."""
-        return await self._change(
+        job = await self._change(
             self._fence(lease),
             {
                 "$set": {"status": JobStatus.PENDING.value},
-                "$unset": {"lease_owner": "", "lease_expires_at": ""},
+                "$unset": {"lease_owner": "", "lease_expires_at": "", "slot_id": ""},
             },
             previous=JobStatus.PROCESSING,
         )
+        if job is not None:
+            await self._free_slot(lease)
+        return job
 
     # Expiry --------------------------------------------------------------------------------
 
@@ -458,10 +435,16 @@ class Ledger:
     # Mechanics -----------------------------------------------------------------------------
 
     async def _fenced(self, lease: Lease, update: Mapping[str, Any]) -> Job:
+        """The attempt's outcome, then its slot back: if the worker dies in between, the slot
+        expires with the lease it is renewed with."""
         job = await self._change(self._fence(lease), update, previous=JobStatus.PROCESSING)
         if job is None:
             raise self._lost(lease)
+        await self._free_slot(lease)
         return job
+
+    async def _free_slot(self, lease: Lease) -> None:
+        await self._slots.release(holder_of(lease.job_id, lease.attempt))
 
     async def _change(
         self,
@@ -470,12 +453,14 @@ class Ledger:
         *,
         previous: JobStatus,
         sort: list[tuple[str, int]] | None = None,
+        fail_fast: bool = False,
     ) -> Job | None:
         """Compare-and-set one job and write its event, atomically. None when nothing matched.
 
         `match` and `update` may be functions of the current time: they are evaluated inside
         the transaction, at each of its attempts, so a lease written after a stall (a database
         recovering, a retried commit) starts when it is written, not when the call began.
+        With `fail_fast`, a write conflict raises _ClaimContended instead of being retried.
         """
 
         async def apply(session: AsyncClientSession) -> Job | None:
@@ -487,10 +472,36 @@ class Ledger:
                 session, _at(match, now), full_update, previous=previous, sort=sort
             )
 
-        job = await self._transaction(apply)
+        job = await (self._fail_fast_transaction(apply) if fail_fast else self._transaction(apply))
         if job is not None:
             self._on_event()
         return job
+
+    async def _fail_fast_transaction(
+        self, body: Callable[[AsyncClientSession], Awaitable[Job | None]]
+    ) -> Job | None:
+        """One attempt, no waiting: a write conflict means another worker is claiming the same
+        job, and moving on beats the driver's retries, which back off between attempts while
+        this worker could be claiming other work."""
+        async with self._db.client.start_session() as session:
+            await session.start_transaction()
+            try:
+                job = await body(session)
+                if job is None:
+                    await session.abort_transaction()
+                    return None
+                await _commit(session)
+            except PyMongoError as exc:
+                if session.in_transaction:
+                    await session.abort_transaction()
+                # Only a write conflict is contention. An unreachable server carries the same
+                # label but is an outage, and must surface as one.
+                if exc.has_error_label("TransientTransactionError") and not isinstance(
+                    exc, ConnectionFailure
+                ):
+                    raise _ClaimContended from exc
+                raise
+            return job
 
     async def _apply_change(
         self,
@@ -542,7 +553,7 @@ class Ledger:
         fields.setdefault("purge_at", now + self._record_retention)
         return {
             "$set": {"status": status.value, "completed_at": now, **fields},
-            "$unset": {"lease_owner": "", "lease_expires_at": "", "upload_id": ""},
+            "$unset": {"lease_owner": "", "lease_expires_at": "", "upload_id": "", "slot_id": ""},
         }
 
     @staticmethod

@@ -16,6 +16,7 @@ from tests.chaos.conftest import Scenario, record
 from tests.chaos.helpers import (
     exported_ids,
     incomplete_uploads,
+    jobs_of,
     object_keys,
     request_exports,
     seed,
@@ -74,6 +75,10 @@ async def test_killed_workers_lose_no_job_and_leave_no_debris(
     started = time.monotonic()
     big_ids = await request_exports(scenario.settings, big, BIG_JOBS)
     job_ids = big_ids + await request_exports(scenario.settings, small, JOBS - BIG_JOBS)
+    # Kills are aimed at running jobs; the intake's consumer group under churn is what the
+    # broker and redelivery scenarios are about, so every request is recorded first.
+    while len(await jobs_of(scenario_db, job_ids)) < JOBS:
+        await asyncio.sleep(0.1)
 
     rng = random.Random(2026)
     for _ in range(KILLS):

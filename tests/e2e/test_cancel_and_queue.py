@@ -55,8 +55,10 @@ async def test_queued_and_running_jobs_can_be_cancelled(
     waiting = await wait_for_job(http, jobs[2], headers, statuses={"cancelled"}, timeout=10)
     running = await wait_for_job(http, jobs[0], headers, statuses={"cancelled"}, timeout=10)
     took = time.monotonic() - asked
+    # Usually it never ran; under load a running export may finish first and hand it its slot
+    # before the cancel is read. Either way it ends cancelled, with the reason given. (Each
+    # path alone is tested deterministically in tests/integration.)
     assert waiting["error_message"] == "cancelled on request: not needed"
-    assert waiting["started_at"] is None  # it never ran
     assert running["started_at"] is not None
     assert running["error_code"] == "CANCELLED"
     assert took < 5, f"cancellation took {took:.1f}s"  # < 2 s in the runner test; here via Kafka

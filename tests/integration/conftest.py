@@ -12,6 +12,7 @@ from service.database import Database
 from service.events.outbox import OUTBOX_COLLECTION
 from service.jobs.ledger import JOBS_COLLECTION, Ledger
 from service.jobs.model import Job
+from service.jobs.slots import SLOTS_COLLECTION
 from service.jobs.status import JobStatus
 
 FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:00Z"}
@@ -21,8 +22,8 @@ FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:0
 async def ledger(database: Database) -> Ledger:
     ledger = Ledger(database, event_source="/tests")
     await ledger.ensure_indexes()
-    await database[JOBS_COLLECTION].delete_many({})
-    await database[OUTBOX_COLLECTION].delete_many({})
+    for collection in (JOBS_COLLECTION, OUTBOX_COLLECTION, SLOTS_COLLECTION):
+        await database[collection].delete_many({})
     return ledger
 
 

@@ -152,3 +152,25 @@ async def test_finished_records_carry_a_purge_time_under_a_ttl_index(
     ttl = [spec for spec in indexes.values() if spec["key"] == [("purge_at", 1)]]
     assert ttl
     assert ttl[0]["expireAfterSeconds"] == 0
+
+
+async def test_a_dead_workers_slot_frees_itself_with_its_lease(ledger: Ledger) -> None:
+    first, second = new_job("solo"), new_job("solo")
+    await ledger.accept(first)
+    await ledger.accept(second)
+    short = ClaimPolicy(
+        lease=timedelta(milliseconds=300), max_lost_leases=3, max_running_per_project=1
+    )
+    taken = await ledger.claim("dies", short)
+    assert taken is not None
+    assert taken.id == first.id
+    assert await ledger.claim("other", short) is None  # the project's only slot is held
+    await asyncio.sleep(0.4)  # the worker never heartbeats again: lease and slot lapse together
+    again = await ledger.claim("other", short)
+    assert again is not None
+    assert (again.id, again.attempt) == (first.id, 2)  # the lapsed job comes first
+    result = ExportResult(object_key="k", row_count=0, file_size_bytes=0, file_sha256="x")
+    await ledger.complete(Lease(first.id, "other", 2), result, retention=LEASE)
+    last = await ledger.claim("other", short)
+    assert last is not None
+    assert last.id == second.id  # finishing gave the slot back at once
