@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 import uvicorn
@@ -17,6 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from service.jobs.model import Job
 from service.logging import configure_logging
 
 app = typer.Typer(
@@ -211,18 +214,16 @@ def submit_export(
     asyncio.run(publish_request(settings.kafka, event))
     console.print(f"Published export request; job id {chosen_id}")
     if wait:
-        outcome = asyncio.run(_follow_job(settings, chosen_id, wait_seconds=timeout))
-        if outcome != "completed":
+        job = asyncio.run(_follow_job(settings, chosen_id, wait_seconds=timeout))
+        if job is None or not asyncio.run(_print_export_outcome(settings, job)):
             raise typer.Exit(1)
 
 
-async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -> str:
-    """Show the job's progress from the ledger until it finishes; print its download link."""
+async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -> Job | None:
+    """Show the job's progress from the ledger until it finishes; None if it did not in time."""
     from service.database import connect
-    from service.exports import files
     from service.jobs.ledger import Ledger
     from service.jobs.status import FINISHED
-    from service.storage import ObjectStore
 
     client = connect(settings.mongo, app_name="ferry-cli")
     ledger = Ledger(client[settings.mongo.database], event_source="/ferry/cli")
@@ -248,27 +249,34 @@ async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -
                         rows=job.progress.rows_processed,
                     )
                     if job.status in FINISHED:
-                        break
+                        return job
                 await asyncio.sleep(0.3)
-            else:
-                console.print(f"[yellow]Still not finished after {wait_seconds:.0f}s.[/]")
-                return "timeout"
-        if job.status.value != "completed" or job.result is None:
-            console.print(f"[red]Job {job.status.value}: {job.error_code}: {job.error_message}[/]")
-            return job.status.value
-        url = await ObjectStore(settings.s3).presigned_get(
-            job.result.object_key,
-            ttl=timedelta(seconds=settings.s3.presign_ttl_seconds),
-            filename=files.download_filename(job.dataset, job.id, job.format, job.compression),
-        )
-        console.print(
-            f"Completed: {job.result.row_count} rows, {job.result.file_size_bytes} bytes, "
-            f"sha256 {job.result.file_sha256}"
-        )
-        console.print(f"Download (valid {settings.s3.presign_ttl_seconds}s): {url}", soft_wrap=True)
-        return "completed"
+        console.print(f"[yellow]Still not finished after {wait_seconds:.0f}s.[/]")
+        return None
     finally:
         await client.close()
+
+
+async def _print_export_outcome(settings: Settings, job: Job) -> bool:
+    """The export's figures and a download link; False if it did not complete."""
+    from service.exports import files
+    from service.jobs.model import ExportResult
+    from service.storage import ObjectStore
+
+    if job.status.value != "completed" or not isinstance(job.result, ExportResult):
+        console.print(f"[red]Job {job.status.value}: {job.error_code}: {job.error_message}[/]")
+        return False
+    url = await ObjectStore(settings.s3).presigned_get(
+        job.result.object_key,
+        ttl=timedelta(seconds=settings.s3.presign_ttl_seconds),
+        filename=files.download_filename(job.dataset, job.id, job.format, job.compression),
+    )
+    console.print(
+        f"Completed: {job.result.row_count} rows, {job.result.file_size_bytes} bytes, "
+        f"sha256 {job.result.file_sha256}"
+    )
+    console.print(f"Download (valid {settings.s3.presign_ttl_seconds}s): {url}", soft_wrap=True)
+    return True
 
 
 @app.command()
