@@ -106,7 +106,7 @@ class ObjectSource(BaseModel):
         min_length=3,
         max_length=63,
         description="Ferry's bucket (keys under `uploads/{project_id}/`), or one the operator "
-        "allows with FERRY_IMPORT__SOURCE_BUCKETS.",
+        "allows with FERRY_IMPORTS__SOURCE_BUCKETS.",
     )
     key: str = Field(min_length=1, max_length=1024)
 

@@ -17,7 +17,7 @@ import structlog
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 
-from service.datasets import ensure_dataset_indexes, get_dataset
+from service.datasets import get_dataset
 from service.datasets.base import Document
 from service.exports import files
 from service.exports.encoders import make_encoder
@@ -47,9 +47,6 @@ class Exporter:
         self._batch_size = batch_size
         self._part_size = part_size
         self._escape_formulas = escape_formulas
-
-    async def ensure_indexes(self) -> None:
-        await ensure_dataset_indexes(self._db)
 
     async def run(self, job: Job, context: JobContext) -> ExportResult:
         dataset = get_dataset(job.dataset)

@@ -10,7 +10,7 @@ Both read the source chunk by chunk; nothing holds more than a chunk of text and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from service.imports.duplicates import DuplicateFinder
@@ -36,7 +36,7 @@ class Metered:
             if self._limit is not None and self.count > self._limit:
                 raise FileTooLargeError(
                     f"the file is larger than the limit of {self._limit} bytes "
-                    "(FERRY_IMPORT__MAX_FILE_BYTES)"
+                    "(FERRY_IMPORTS__MAX_FILE_BYTES)"
                 )
             self.hash.update(chunk)
             yield chunk
@@ -58,7 +58,7 @@ def scan(chunks: Iterable[bytes], *, encoding: str | None, max_bytes: int, max_r
         rows += 1
         if rows > max_rows:
             raise FileTooLargeError(
-                f"the file has more than the limit of {max_rows} rows (FERRY_IMPORT__MAX_ROWS)"
+                f"the file has more than the limit of {max_rows} rows (FERRY_IMPORTS__MAX_ROWS)"
             )
     return Scan(rows, metered.count, metered.hash.hexdigest())
 
@@ -84,7 +84,7 @@ class ContactFile:
         self.header: Header = _header(self._records)
         self._max_field_chars = max_field_chars
 
-    def batches(self, size: int) -> Iterator[Batch]:
+    def batches(self, size: int) -> Generator[Batch, None, None]:
         duplicates = DuplicateFinder()
         batch = Batch()
         for record in self._records:
