@@ -202,6 +202,25 @@ class ApiSettings(BaseModel):
     port: int = Field(8000, gt=0, lt=65536, description="Port the API listens on.")
 
 
+class OutboundSettings(BaseModel):
+    """Which networks Ferry may reach on a user's behalf (webhook endpoints, notify URLs).
+
+    Every address a user's URL resolves to must be globally routable; these open exceptions.
+    Link-local (cloud metadata), unspecified, multicast and reserved addresses are never allowed.
+    """
+
+    allow_loopback: bool = Field(
+        default=False,
+        description="Allow loopback addresses (127.0.0.0/8, ::1): for development and tests only; "
+        "`ferry dev` turns it on.",
+    )
+    allow_private: bool = Field(
+        default=False,
+        description="Allow private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), "
+        "for deployments whose receivers live on their own network.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything Ferry can be told. Built once at start; nothing reads the environment later."""
 
@@ -228,6 +247,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
 
     @model_validator(mode="after")
     def _no_dev_credentials_in_production(self) -> Settings:

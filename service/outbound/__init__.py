@@ -1,0 +1,2 @@
+"""Outbound HTTP to URLs users choose (webhook endpoints, notify URLs, later import sources):
+what such a URL may look like, and the SSRF guard that checks every connection Ferry opens."""
