@@ -182,6 +182,9 @@ def submit_export(
     columns: Annotated[str | None, typer.Option(help="Comma-separated subset of columns.")] = None,
     job_id: Annotated[str | None, typer.Option(help="Choose the job id (a UUID).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Repeats make no new job.")] = None,
+    notify_url: Annotated[
+        str | None, typer.Option(help="Also deliver the job's status changes here (webhooks).")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job and print the download link.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
 ) -> None:
@@ -207,6 +210,7 @@ def submit_export(
         columns=[column.strip() for column in columns.split(",")] if columns else None,
         job_id=chosen_id,
         idempotency_key=idempotency_key,
+        notify_url=notify_url,
     )
     asyncio.run(publish_request(settings.kafka, event))
     console.print(f"Published export request; job id {chosen_id}")

@@ -23,6 +23,7 @@ def export_request(
     columns: list[str] | None = None,
     job_id: str | None = None,
     idempotency_key: str | None = None,
+    notify_url: str | None = None,
     source: str = "/ferry/cli",
 ) -> dict[str, Any]:
     """A `ferry.export.requested.v1` CloudEvent. Optional fields left out are not sent."""
@@ -35,6 +36,7 @@ def export_request(
         "compression": compression,
         "columns": columns,
         "idempotency_key": idempotency_key,
+        "notify_url": notify_url,
     }
     return make_event(
         event_id=uuid7(),

@@ -16,24 +16,31 @@ from service.errors import InvalidRequestError
 from service.events.contracts import CloudEvent, ExportRequestedData
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
+from service.outbound.urls import check_http_url
 
 MAX_IDEMPOTENCY_KEY = 255
 
 
 def export_job_from_request(event: CloudEvent, data: Mapping[str, Any], now: datetime) -> Job:
     """`data` is known to hold a valid project_id; everything else is checked here."""
+    # A usable notify_url is kept even when the rest of the request is wrong: the requester then
+    # learns of the failed job there.
+    notify_url, notify_problem = _notify_url(data.get("notify_url"))
     job = Job(
         id=_job_id(data.get("job_id")),
         project_id=data["project_id"],
         dataset=data.get("dataset") if isinstance(data.get("dataset"), str) else "messages",
         filters=data["filters"] if isinstance(data.get("filters"), dict) else {},
         idempotency_key=_idempotency_key(data.get("idempotency_key")),
+        notify_url=notify_url,
         request_source=event.source,
         request_id=event.id,
         status=JobStatus.PENDING,
         created_at=now,
         updated_at=now,
     )
+    if notify_problem is not None:
+        return _failed(job, "INVALID_NOTIFY_URL", f"data.notify_url: {notify_problem}")
     try:
         request = ExportRequestedData.model_validate(data)
         dataset = get_dataset(request.dataset)
@@ -76,3 +83,15 @@ def _job_id(value: object) -> str:
 def _idempotency_key(value: object) -> str | None:
     # Only a key the request model would accept can deduplicate, even on a failed request.
     return value if isinstance(value, str) and 0 < len(value) <= MAX_IDEMPOTENCY_KEY else None
+
+
+def _notify_url(value: object) -> tuple[str | None, str | None]:
+    """(the URL, None) when usable; (None, what is wrong) when not; (None, None) when absent."""
+    if value is None:
+        return None, None
+    if not isinstance(value, str):
+        return None, "must be a string holding an http(s) URL"
+    try:
+        return check_http_url(value), None
+    except ValueError as exc:
+        return None, str(exc)
