@@ -221,6 +221,64 @@ class OutboundSettings(BaseModel):
     )
 
 
+# Svix's schedule: the delay before each attempt, the first one immediate.
+SVIX_RETRY_SCHEDULE_SECONDS = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+
+
+class WebhookSettings(BaseModel):
+    """The webhook dispatcher (`ferry webhooks`)."""
+
+    timeout_seconds: float = Field(
+        15.0, gt=0, description="An attempt that has no answer after this long has failed."
+    )
+    retry_schedule_scale: float = Field(
+        1.0,
+        gt=0,
+        description="Multiplies every delay of the retry schedule (immediately, 5 s, 5 min, "
+        "30 min, 2 h, 5 h, 10 h, 10 h); below 1 compresses it, for tests.",
+    )
+    disable_after_failing_seconds: float = Field(
+        5 * 24 * 3600.0,
+        gt=0,
+        description="An endpoint whose every attempt has failed for this long is disabled.",
+    )
+    secret_grace_seconds: float = Field(
+        24 * 3600.0,
+        ge=0,
+        description="After `rotate-secret`, the old secret still signs (beside the new one) "
+        "for this long, so receivers can switch without losing a delivery.",
+    )
+    concurrency: int = Field(
+        32, gt=0, description="Deliveries one dispatcher process sends at once."
+    )
+    lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A delivery claimed by a dispatcher that stops (crash, kill) is sent again "
+        "by another after this long; longer than the timeout, so a slow answer is not sent twice.",
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, description="How often an idle dispatcher looks for deliveries that are due."
+    )
+    retention_seconds: int = Field(
+        30 * 24 * 3600,
+        gt=0,
+        description="Deliveries and their attempt logs are deleted this long after they were "
+        "recorded.",
+    )
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        """Seconds before each attempt (the first is 0): Svix's schedule, scaled."""
+        return tuple(delay * self.retry_schedule_scale for delay in SVIX_RETRY_SCHEDULE_SECONDS)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> WebhookSettings:
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError("webhooks.lease_seconds must be longer than webhooks.timeout_seconds")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything Ferry can be told. Built once at start; nothing reads the environment later."""
 
@@ -248,6 +306,7 @@ class Settings(BaseSettings):
     export: ExportSettings = Field(default_factory=ExportSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _no_dev_credentials_in_production(self) -> Settings:

@@ -1,0 +1,250 @@
+"""The delivery loop: claims due deliveries, sends them signed, and records what happened.
+
+Any number of dispatchers run it against the same collection; a claim is a compare-and-set, so
+each delivery is sent by one of them at a time. Nothing is held in memory that a crash could
+lose: a pending retry is a document with a `due_at`, and a delivery claimed by a dispatcher
+that died is due again when its claim lapses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+import structlog
+
+from service.clock import utcnow
+from service.config import WebhookSettings
+from service.webhooks.deliveries import Attempt, Delivery, DeliveryStatus, DeliveryStore
+from service.webhooks.endpoints import DisabledReason, Endpoint, EndpointStore
+from service.webhooks.metrics import (
+    WebhookOutcome,
+    record_delivery_attempt,
+    record_endpoint_disabled,
+)
+from service.webhooks.schedule import next_delay, verdict
+from service.webhooks.secret_store import ProjectSecrets
+from service.webhooks.sender import AttemptResult, Sender
+from service.webhooks.signing import signed_headers
+
+log = structlog.get_logger(__name__)
+
+# Never spin: even when something looks due at once, wait this long before looking again.
+_MIN_WAIT_SECONDS = 0.005
+
+
+class DeliveryLoop:
+    def __init__(
+        self,
+        deliveries: DeliveryStore,
+        endpoints: EndpointStore,
+        secrets: ProjectSecrets,
+        sender: Sender,
+        settings: WebhookSettings,
+        *,
+        owner: str,
+    ) -> None:
+        self._deliveries = deliveries
+        self._endpoints = endpoints
+        self._secrets = secrets
+        self._sender = sender
+        self._settings = settings
+        self._owner = owner
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._disable_after = timedelta(seconds=settings.disable_after_failing_seconds)
+        self._delays = settings.retry_delays
+        self._wakeup = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """Deliveries were just recorded: look now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self._settings.concurrency - len(self._running)
+            if free > 0 and await self._claim_and_start(free):
+                continue
+            await self._idle(stop, slots_free=free > 0)
+        await self._shutdown()
+
+    async def _claim_and_start(self, limit: int) -> bool:
+        self._wakeup.clear()  # what is recorded from now on wakes the next wait
+        try:
+            claimed = await self._deliveries.claim(self._owner, limit=limit, lease=self._lease)
+            if not claimed:
+                return False
+            endpoints = await self._endpoints.many(
+                delivery.endpoint_id for delivery in claimed if delivery.endpoint_id
+            )
+            secrets = await self._secrets.signing_secrets(d.project_id for d in claimed)
+        except Exception:
+            # The database is away: what was claimed lapses and is sent later.
+            log.exception("webhooks.claim_failed")
+            return False
+        for delivery in claimed:
+            endpoint = endpoints.get(delivery.endpoint_id) if delivery.endpoint_id else None
+            task = asyncio.create_task(
+                self._deliver(delivery, endpoint, secrets.get(delivery.project_id, [])),
+                name=f"webhook-{delivery.id}",
+            )
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return True
+
+    async def _idle(self, stop: asyncio.Event, *, slots_free: bool) -> None:
+        timeout = self._settings.poll_seconds
+        if slots_free:
+            try:
+                due = await self._deliveries.next_due()
+            except Exception:
+                log.exception("webhooks.poll_failed")
+                due = None
+            if due is not None:
+                timeout = min(timeout, (due - utcnow()).total_seconds())
+        waits = {asyncio.ensure_future(self._wakeup.wait()), asyncio.ensure_future(stop.wait())}
+        await asyncio.wait(
+            waits, timeout=max(timeout, _MIN_WAIT_SECONDS), return_when="FIRST_COMPLETED"
+        )
+        for waiter in waits:
+            waiter.cancel()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wakeup.set()  # a slot is free
+
+    async def _shutdown(self) -> None:
+        if not self._running:
+            return
+        # An attempt ends within the timeout; after that, hand back what is still in flight.
+        _, unfinished = await asyncio.wait(
+            set(self._running), timeout=self._settings.timeout_seconds + 1
+        )
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+
+    # One delivery -------------------------------------------------------------------------
+
+    async def _deliver(
+        self, delivery: Delivery, endpoint: Endpoint | None, secrets: Sequence[str]
+    ) -> None:
+        bound = log.bind(
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            endpoint_id=delivery.endpoint_id,
+            project_id=delivery.project_id,
+        )
+        try:
+            if delivery.endpoint_id is not None and (endpoint is None or not endpoint.enabled):
+                reason = (
+                    "the endpoint was removed"
+                    if endpoint is None
+                    else f"the endpoint is disabled ({endpoint.disabled_reason})"
+                )
+                await self._deliveries.finish(
+                    delivery, attempt=None, status=DeliveryStatus.FAILED, error=reason
+                )
+                bound.info("webhook.not_sent", reason=reason)
+                return
+            result = await self._attempt(delivery, secrets)
+            await self._record(delivery, endpoint, result, bound)
+        except asyncio.CancelledError:
+            # Stopping: hand the delivery back so it is sent at once, by us or another.
+            await asyncio.shield(self._hand_back(delivery, bound))
+            raise
+        except Exception:  # noqa: BLE001 - logged; its claim lapses and it is sent again
+            # Its claim lapses and another attempt follows; nothing is lost.
+            bound.exception("webhook.delivery_crashed")
+
+    async def _attempt(self, delivery: Delivery, secrets: Sequence[str]) -> AttemptResult:
+        if not secrets:
+            # Never sent unsigned. This is a notify_url of a project that has no secret yet;
+            # the retries give its owner time to make one.
+            message = (
+                f"project {delivery.project_id} has no webhook signing secret; make one with "
+                f"`ferry webhooks rotate-secret --project {delivery.project_id}`"
+            )
+            return AttemptResult(Attempt(at=utcnow(), latency_ms=0.0, error=message))
+        headers = signed_headers(
+            secrets, message_id=delivery.event_id, sent_at=utcnow(), body=delivery.body
+        )
+        return await self._sender.send(delivery.url, delivery.body, headers)
+
+    async def _record(
+        self,
+        delivery: Delivery,
+        endpoint: Endpoint | None,
+        result: AttemptResult,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        attempt = result.attempt
+        outcome: WebhookOutcome
+        match verdict(attempt.status_code):
+            case "succeeded":
+                outcome = "succeeded"
+                status = DeliveryStatus.SUCCEEDED
+                retry_at = None
+                if endpoint is not None and endpoint.failing_since is not None:
+                    await self._endpoints.note_success(endpoint.id)
+            case "gone":
+                outcome = "endpoint_disabled"
+                status = DeliveryStatus.FAILED
+                retry_at = None
+                if endpoint is not None:
+                    await self._disable(endpoint, "gone")
+            case "failed":
+                delay = next_delay(
+                    delivery.cycle_attempts + 1, self._delays, retry_after=result.retry_after
+                )
+                disabled = endpoint is not None and await self._failing_too_long(endpoint)
+                if disabled:
+                    outcome, status, retry_at = "endpoint_disabled", DeliveryStatus.FAILED, None
+                elif delay is None:
+                    outcome, status, retry_at = "failed_permanent", DeliveryStatus.FAILED, None
+                else:
+                    outcome = "blocked" if result.refused else "retry_scheduled"
+                    status = DeliveryStatus.PENDING
+                    retry_at = utcnow() + timedelta(seconds=delay)
+        if not await self._deliveries.finish(
+            delivery, attempt=attempt, status=status, retry_at=retry_at
+        ):
+            bound.warning("webhook.claim_lost")  # it lapsed; the new holder's attempt counts
+        record_delivery_attempt(
+            outcome,
+            attempt.latency_ms / 1000,
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
+            endpoint_id=delivery.endpoint_id,
+            project_id=delivery.project_id,
+            attempt=delivery.cycle_attempts + 1,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            retry_at=retry_at.isoformat() if retry_at else None,
+        )
+
+    async def _failing_too_long(self, endpoint: Endpoint) -> bool:
+        """Note the failure; True when it made the endpoint disabled."""
+        now = utcnow()
+        noted = await self._endpoints.note_failure(endpoint.id, now)
+        if noted is None or noted.failing_since is None:
+            return False
+        if now - noted.failing_since < self._disable_after:
+            return False
+        return await self._disable(noted, "failing")
+
+    async def _disable(self, endpoint: Endpoint, reason: DisabledReason) -> bool:
+        disabled = await self._endpoints.disable_if_enabled(endpoint.id, reason)
+        if disabled:
+            record_endpoint_disabled(endpoint.id, endpoint.project_id, reason=reason)
+        return disabled
+
+    async def _hand_back(
+        self, delivery: Delivery, bound: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        try:
+            await self._deliveries.release(delivery)
+        except Exception:  # noqa: BLE001 - logged; the claim lapses instead
+            bound.exception("webhook.hand_back_failed")
