@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.config import Settings, load_settings
 from service.logging import configure_logging
+from service.webhooks.commands import webhooks_app
 
 app = typer.Typer(
     help="Ferry: export jobs requested over Kafka, run from a MongoDB ledger, served over HTTP.",
@@ -30,6 +31,7 @@ submit_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(submit_app, name="submit")
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 err_console = Console(stderr=True)

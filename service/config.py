@@ -42,6 +42,10 @@ class KafkaSettings(BaseModel):
     read_model_group: str = Field(
         "ferry-api", description="Consumer group of the API's read model (shared by API replicas)."
     )
+    webhooks_group: str = Field(
+        "ferry-webhooks",
+        description="Consumer group of the webhook dispatchers (shared by their replicas).",
+    )
     idempotent_producer: bool = Field(
         default=True,
         description="Idempotent producer (the embedded broker lacks it: off in `ferry dev`).",
