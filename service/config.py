@@ -259,7 +259,8 @@ class WebhookSettings(BaseModel):
         60.0,
         gt=0,
         description="A delivery claimed by a dispatcher that stops (crash, kill) is sent again "
-        "by another after this long; longer than the timeout, so a slow answer is not sent twice.",
+        "by another after this long; more than three timeouts (a claimed delivery may wait for "
+        "two attempts before its own), so a slow answer is not sent twice.",
     )
     poll_seconds: float = Field(
         1.0, gt=0, description="How often an idle dispatcher looks for deliveries that are due."
@@ -277,9 +278,11 @@ class WebhookSettings(BaseModel):
         return tuple(delay * self.retry_schedule_scale for delay in SVIX_RETRY_SCHEDULE_SECONDS)
 
     @model_validator(mode="after")
-    def _lease_outlasts_an_attempt(self) -> WebhookSettings:
-        if self.lease_seconds <= self.timeout_seconds:
-            raise ValueError("webhooks.lease_seconds must be longer than webhooks.timeout_seconds")
+    def _lease_outlasts_three_attempts(self) -> WebhookSettings:
+        if self.lease_seconds <= 3 * self.timeout_seconds:
+            raise ValueError(
+                "webhooks.lease_seconds must be more than three times webhooks.timeout_seconds"
+            )
         return self
 
 

@@ -110,6 +110,26 @@ class Destination:
         return self.endpoint_id or NOTIFY
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Who takes newly recorded deliveries at once, for how long, and how many of them."""
+
+    owner: str
+    lease: timedelta
+    limit: int
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The deliveries a record call created (repeats of earlier ones left out)."""
+
+    new: list[Delivery]
+
+    @property
+    def claimed(self) -> list[Delivery]:
+        return [d for d in self.new if d.status is DeliveryStatus.SENDING]
+
+
 def delivery_id(job_id: str, version: int, destination: str) -> str:
     return f"{job_id}:{version}:{destination}"
 
@@ -134,10 +154,19 @@ class DeliveryStore:
 
     async def record(self, message: WebhookMessage, destinations: Sequence[Destination]) -> int:
         """One pending delivery per destination, due now; returns how many were new."""
-        if not destinations:
-            return 0
+        return len((await self.record_many([(message, destinations)])).new)
+
+    async def record_many(
+        self,
+        batch: Sequence[tuple[WebhookMessage, Sequence[Destination]]],
+        *,
+        claim: Claim | None = None,
+    ) -> Recorded:
+        """`record` for many messages in one write. With `claim`, the first `claim.limit` new
+        deliveries are recorded already claimed by its owner, who sends them at once rather than
+        finding them again with a query; the rest are pending, for any dispatcher."""
         now = utcnow()
-        documents = [
+        deliveries = [
             Delivery(
                 id=delivery_id(message.job_id, message.version, destination.key),
                 event_id=message.event_id,
@@ -153,20 +182,43 @@ class DeliveryStore:
                 created_at=now,
                 updated_at=now,
                 expire_at=now + self._retention,
-            ).model_dump(by_alias=True, exclude_none=True)
+            )
+            for message, destinations in batch
             for destination in destinations
         ]
+        if claim is not None:
+            token = uuid.uuid4().hex
+            held = {
+                "status": DeliveryStatus.SENDING,
+                "due_at": now + claim.lease,
+                "claim": token,
+                "claimed_by": claim.owner,
+            }
+            deliveries[: claim.limit] = [
+                d.model_copy(update=held) for d in deliveries[: claim.limit]
+            ]
+        if not deliveries:
+            return Recorded([])
+        documents = [d.model_dump(by_alias=True, exclude_none=True) for d in deliveries]
         try:
             await self._deliveries.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(error.get("code") != _DUPLICATE_KEY for error in errors):
                 raise
-            return int(exc.details.get("nInserted", 0))  # the rest were recorded before
-        return len(documents)
+            # Those were recorded before (a redelivered event); they are not new, nor ours.
+            repeated = {int(error["index"]) for error in errors}
+            return Recorded([d for n, d in enumerate(deliveries) if n not in repeated])
+        return Recorded(deliveries)
 
     async def claim(self, owner: str, *, limit: int, lease: timedelta) -> list[Delivery]:
-        """Up to `limit` due deliveries, oldest due first, now held by `owner` for `lease`."""
+        """Up to `limit` due deliveries, oldest due first, now held by `owner` for `lease`.
+
+        Three round trips whatever the batch size: find candidates, take them in one update
+        whose filter is checked again per document as it is written (what another dispatcher
+        took meanwhile has a future `due_at` and is left alone), read back what carries this
+        claim's token. Claiming one at a time would cost a query per webhook.
+        """
         now = utcnow()
         due = {"status": {"$in": _DUE}, "due_at": {"$lte": now}}
         candidates = self._deliveries.find(due, {"_id": 1}).sort("due_at", ASCENDING).limit(limit)
@@ -174,8 +226,6 @@ class DeliveryStore:
         if not ids:
             return []
         token = uuid.uuid4().hex
-        # The filter is checked again per document as it is updated: what another dispatcher
-        # claimed meanwhile has a future `due_at` and is left alone.
         await self._deliveries.update_many(
             {"_id": {"$in": ids}, **due},
             {
@@ -188,7 +238,10 @@ class DeliveryStore:
             },
         )
         claimed = self._deliveries.find({"_id": {"$in": ids}, "claim": token})
-        return [Delivery.model_validate(document) async for document in claimed]
+        return sorted(
+            [Delivery.model_validate(document) async for document in claimed],
+            key=lambda delivery: ids.index(delivery.id),
+        )
 
     async def next_due(self) -> datetime | None:
         document = await self._deliveries.find_one(

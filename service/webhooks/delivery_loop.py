@@ -1,22 +1,30 @@
 """The delivery loop: claims due deliveries, sends them signed, and records what happened.
 
-Any number of dispatchers run it against the same collection; a claim is a compare-and-set, so
-each delivery is sent by one of them at a time. Nothing is held in memory that a crash could
-lose: a pending retry is a document with a `due_at`, and a delivery claimed by a dispatcher
-that died is due again when its claim lapses.
+Any number of dispatchers run it against the same collection; a claim is a compare-and-set,
+so each delivery is sent by one of them at a time. Nothing is held in memory
+that a crash could lose: a pending retry is a document with a `due_at`, and a delivery claimed
+by a dispatcher that died is due again when its claim lapses.
+
+Claims are made in batches into a short local queue that `concurrency` senders take from: one
+claim per delivery would cap a dispatcher at one database round trip per webhook. The claims
+and the recorder's hand-overs each fill the queue up to `concurrency`, so a queued delivery
+waits at most two attempts of the senders before its own, and the lease (longer than three
+attempts) still covers it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
 
 from service.clock import utcnow
 from service.config import WebhookSettings
-from service.webhooks.deliveries import Attempt, Delivery, DeliveryStatus, DeliveryStore
+from service.webhooks.deliveries import Attempt, Claim, Delivery, DeliveryStatus, DeliveryStore
 from service.webhooks.endpoints import DisabledReason, Endpoint, EndpointStore
 from service.webhooks.metrics import (
     WebhookOutcome,
@@ -32,6 +40,15 @@ log = structlog.get_logger(__name__)
 
 # Never spin: even when something looks due at once, wait this long before looking again.
 _MIN_WAIT_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A delivery this dispatcher holds, with what sending it needs."""
+
+    delivery: Delivery
+    endpoint: Endpoint | None
+    secrets: Sequence[str]
 
 
 class DeliveryLoop:
@@ -55,47 +72,71 @@ class DeliveryLoop:
         self._disable_after = timedelta(seconds=settings.disable_after_failing_seconds)
         self._delays = settings.retry_delays
         self._wakeup = asyncio.Event()
-        self._running: set[asyncio.Task[None]] = set()
+        self._queue: asyncio.Queue[_Claimed | None] = asyncio.Queue()
 
     def wake(self) -> None:
         """Deliveries were just recorded: look now rather than at the next poll."""
         self._wakeup.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            free = self._settings.concurrency - len(self._running)
-            if free > 0 and await self._claim_and_start(free):
-                continue
-            await self._idle(stop, slots_free=free > 0)
-        await self._shutdown()
+    def room(self) -> Claim | None:
+        """The claim under which the recorder may hand over new deliveries: as many as the
+        queue has room for, so none waits longer than its lease allows."""
+        free = self._settings.concurrency - self._queue.qsize()
+        return Claim(self._owner, self._lease, free) if free > 0 else None
 
-    async def _claim_and_start(self, limit: int) -> bool:
+    async def take(self, claimed: Sequence[Delivery], endpoints: Mapping[str, Endpoint]) -> None:
+        """Send deliveries the recorder has just recorded as claimed for this loop."""
+        secrets = await self._secrets.signing_secrets(d.project_id for d in claimed)
+        self._enqueue(claimed, endpoints, secrets)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        senders = [
+            asyncio.create_task(self._send_queued(), name=f"webhook-sender-{n}")
+            for n in range(self._settings.concurrency)
+        ]
+        try:
+            while not stop.is_set():
+                room = self._settings.concurrency - self._queue.qsize()
+                claimed = await self._claim(room) if room > 0 else 0
+                if room > 0 and claimed == room:
+                    continue  # there may be more due right now
+                await self._idle(stop, look_for_due=room > 0)
+        finally:
+            await self._shutdown(senders)
+
+    async def _claim(self, limit: int) -> int:
+        """Claim up to `limit` due deliveries into the queue; how many were claimed."""
         self._wakeup.clear()  # what is recorded from now on wakes the next wait
         try:
             claimed = await self._deliveries.claim(self._owner, limit=limit, lease=self._lease)
             if not claimed:
-                return False
-            endpoints = await self._endpoints.many(
-                delivery.endpoint_id for delivery in claimed if delivery.endpoint_id
+                return 0
+            endpoints, secrets = await asyncio.gather(
+                self._endpoints.many(d.endpoint_id for d in claimed if d.endpoint_id),
+                self._secrets.signing_secrets(d.project_id for d in claimed),
             )
-            secrets = await self._secrets.signing_secrets(d.project_id for d in claimed)
         except Exception:
             # The database is away: what was claimed lapses and is sent later.
             log.exception("webhooks.claim_failed")
-            return False
+            return 0
+        self._enqueue(claimed, endpoints, secrets)
+        return len(claimed)
+
+    def _enqueue(
+        self,
+        claimed: Sequence[Delivery],
+        endpoints: Mapping[str, Endpoint],
+        secrets: Mapping[str, list[str]],
+    ) -> None:
         for delivery in claimed:
             endpoint = endpoints.get(delivery.endpoint_id) if delivery.endpoint_id else None
-            task = asyncio.create_task(
-                self._deliver(delivery, endpoint, secrets.get(delivery.project_id, [])),
-                name=f"webhook-{delivery.id}",
+            self._queue.put_nowait(
+                _Claimed(delivery, endpoint, secrets.get(delivery.project_id, []))
             )
-            self._running.add(task)
-            task.add_done_callback(self._finished)
-        return True
 
-    async def _idle(self, stop: asyncio.Event, *, slots_free: bool) -> None:
+    async def _idle(self, stop: asyncio.Event, *, look_for_due: bool) -> None:
         timeout = self._settings.poll_seconds
-        if slots_free:
+        if look_for_due:
             try:
                 due = await self._deliveries.next_due()
             except Exception:
@@ -110,20 +151,25 @@ class DeliveryLoop:
         for waiter in waits:
             waiter.cancel()
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._wakeup.set()  # a slot is free
+    async def _send_queued(self) -> None:
+        while (claimed := await self._queue.get()) is not None:
+            self._wakeup.set()  # room in the queue: claim more
+            await self._deliver(claimed.delivery, claimed.endpoint, claimed.secrets)
 
-    async def _shutdown(self) -> None:
-        if not self._running:
-            return
-        # An attempt ends within the timeout; after that, hand back what is still in flight.
-        _, unfinished = await asyncio.wait(
-            set(self._running), timeout=self._settings.timeout_seconds + 1
-        )
+    async def _shutdown(self, senders: list[asyncio.Task[None]]) -> None:
+        # What waits in the queue goes back at once; what is being sent gets the time of one
+        # attempt to finish, then is handed back too.
+        while not self._queue.empty():
+            queued = self._queue.get_nowait()
+            if queued is not None:
+                with contextlib.suppress(Exception):
+                    await self._deliveries.release(queued.delivery)
+        for _ in senders:
+            self._queue.put_nowait(None)
+        _, unfinished = await asyncio.wait(senders, timeout=self._settings.timeout_seconds + 1)
         for task in unfinished:
             task.cancel()
-        await asyncio.gather(*unfinished, return_exceptions=True)
+        await asyncio.gather(*senders, return_exceptions=True)
 
     # One delivery -------------------------------------------------------------------------
 

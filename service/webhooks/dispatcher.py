@@ -61,7 +61,7 @@ async def run_dispatcher(
     )
     broker = make_broker(settings.kafka, client_id=f"ferry-webhooks-{owner}")
     subscriber = subscribe_status_events(
-        broker, settings.kafka, DeliveryRecorder(endpoints, deliveries, on_recorded=loop.wake)
+        broker, settings.kafka, DeliveryRecorder(endpoints, deliveries, handoff=loop)
     )
     loop_stop = asyncio.Event()
     stopping = asyncio.ensure_future(stop.wait())

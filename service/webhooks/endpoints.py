@@ -50,6 +50,17 @@ class Endpoint(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         return None if value is None else as_utc(value)
 
+    def wants(self, event: str, *, at: datetime) -> bool:
+        """Whether `event`, which happened `at`, is for this endpoint: enabled, subscribed, and
+        added before it happened, so a new endpoint gets no history (nor a replay of it)."""
+        return (
+            self.enabled
+            and self.created_at <= at
+            and any(
+                subscription in self.event_types for subscription in subscriptions_matching(event)
+            )
+        )
+
 
 class EndpointNotFoundError(NotFoundError):
     def __init__(self, endpoint_id: str) -> None:
@@ -133,17 +144,21 @@ class EndpointStore:
     # For the dispatcher -------------------------------------------------------------------
 
     async def subscribed(self, project_id: str, event: str, *, at: datetime) -> list[Endpoint]:
-        """Enabled endpoints of the project that want `event` and existed when it happened: an
-        endpoint added now does not receive what happened before it (nor a replay of it)."""
+        """The project's endpoints that want `event`, which happened `at`."""
+        candidates = await self.enabled_in([project_id])
+        return [e for e in candidates.get(project_id, []) if e.wants(event, at=at)]
+
+    async def enabled_in(self, project_ids: Iterable[str]) -> dict[str, list[Endpoint]]:
+        """The enabled endpoints of these projects, by project: one query for a whole batch of
+        status events (a project has a handful of endpoints, so no finer filter is needed)."""
         cursor = self._endpoints.find(
-            {
-                "project_id": project_id,
-                "enabled": True,
-                "event_types": {"$in": subscriptions_matching(event)},
-                "created_at": {"$lte": at},
-            }
+            {"project_id": {"$in": sorted(set(project_ids))}, "enabled": True}
         )
-        return [Endpoint.model_validate(document) async for document in cursor]
+        found: dict[str, list[Endpoint]] = {}
+        async for document in cursor:
+            endpoint = Endpoint.model_validate(document)
+            found.setdefault(endpoint.project_id, []).append(endpoint)
+        return found
 
     async def many(self, endpoint_ids: Iterable[str]) -> dict[str, Endpoint]:
         cursor = self._endpoints.find({"_id": {"$in": list(set(endpoint_ids))}})

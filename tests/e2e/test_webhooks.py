@@ -40,7 +40,7 @@ def webhook_env(e2e_env: dict[str, str]) -> dict[str, str]:
         "FERRY_WEBHOOKS__RETRY_SCHEDULE_SCALE": "0.004",
         "FERRY_WEBHOOKS__POLL_SECONDS": "0.2",
         "FERRY_WEBHOOKS__TIMEOUT_SECONDS": "3",
-        "FERRY_WEBHOOKS__LEASE_SECONDS": "5",
+        "FERRY_WEBHOOKS__LEASE_SECONDS": "10",
     }
 
 

@@ -40,7 +40,7 @@ def recovery_env(infra: Infra) -> dict[str, str]:
         "FERRY_WEBHOOKS__RETRY_SCHEDULE_SCALE": "0.01",  # 0, 50 ms, 3 s, 18 s, ...
         "FERRY_WEBHOOKS__POLL_SECONDS": "0.2",
         "FERRY_WEBHOOKS__TIMEOUT_SECONDS": "3",
-        "FERRY_WEBHOOKS__LEASE_SECONDS": "4",
+        "FERRY_WEBHOOKS__LEASE_SECONDS": "10",
     }
 
 

@@ -13,6 +13,12 @@ from types import TracebackType
 from typing import Self
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 refuses connections when a dispatcher sends dozens at once.
+    request_queue_size = 256
+
+
 @dataclass(frozen=True)
 class Received:
     at: float  # time.time() when the request arrived
@@ -33,13 +39,18 @@ class Reply:
 class Receiver:
     """Answers each path by its script (one reply per request, in order), then by `default`."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(
+        self, default: Reply | None = None, *, check: Callable[[Received], None] | None = None
+    ) -> None:
+        """`check` runs on each request as it arrives (e.g. to verify its signature while its
+        timestamp is fresh); what it raises is kept in `failures`."""
         self.default = default or Reply()
+        self.failures: list[BaseException] = []
+        self._check = check
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._scripts: dict[str, list[Reply]] = {}
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -73,9 +84,12 @@ class Receiver:
                 return received
             await asyncio.sleep(0.05)
         received = self.received(path)
+        shown = "; ".join(
+            f"{r.method} {r.path} {r.headers.get('webhook-id')}" for r in received[-10:]
+        )
         raise AssertionError(
-            f"receiver condition not met in {timeout}s; got {len(received)} requests: "
-            + "; ".join(f"{r.method} {r.path} {r.headers.get('webhook-id')}" for r in received)
+            f"receiver condition not met in {timeout}s; got {len(received)} requests, the last: "
+            + shown
         )
 
     def __enter__(self) -> Self:
@@ -99,6 +113,12 @@ class Receiver:
     def _record(self, received: Received) -> None:
         with self._lock:
             self._received.append(received)
+        if self._check is not None:
+            try:
+                self._check(received)
+            except Exception as exc:  # noqa: BLE001 - kept for the test to report
+                with self._lock:
+                    self.failures.append(exc)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self

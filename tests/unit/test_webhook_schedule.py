@@ -80,8 +80,8 @@ def test_retry_after_values(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header, now=NOW) == seconds
 
 
-def test_lease_must_outlast_the_timeout() -> None:
+def test_a_lease_outlasts_three_attempts() -> None:
     with pytest.raises(ValueError, match="lease_seconds"):
-        WebhookSettings(timeout_seconds=15, lease_seconds=10)
-    assert WebhookSettings(timeout_seconds=1, lease_seconds=2).lease_seconds == 2
-    assert timedelta(seconds=WebhookSettings().lease_seconds) > timedelta(seconds=15)
+        WebhookSettings(timeout_seconds=15, lease_seconds=45)
+    assert WebhookSettings(timeout_seconds=1, lease_seconds=3.5).lease_seconds == 3.5
+    assert timedelta(seconds=WebhookSettings().lease_seconds) > timedelta(seconds=45)

@@ -46,7 +46,7 @@ class Stores:
 def fast_settings(**overrides: float) -> WebhookSettings:
     values: dict[str, float] = {
         "timeout_seconds": 2.0,
-        "lease_seconds": 4.0,
+        "lease_seconds": 7.0,
         "poll_seconds": 0.1,
         "retry_schedule_scale": 0.004,  # 0, 20 ms, 1.2 s, 7.2 s, ...
     }
@@ -102,9 +102,7 @@ class RunningLoop:
 
     def recorder(self) -> DeliveryRecorder:
         assert self.loop is not None
-        return DeliveryRecorder(
-            self.stores.endpoints, self.stores.deliveries, on_recorded=self.loop.wake
-        )
+        return DeliveryRecorder(self.stores.endpoints, self.stores.deliveries, handoff=self.loop)
 
 
 async def wait_for_delivery(

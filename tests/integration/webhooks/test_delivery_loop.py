@@ -176,7 +176,7 @@ async def test_retry_after_is_honoured(stores: Stores, receiver: Receiver) -> No
 async def test_a_slow_receiver_times_out(stores: Stores, receiver: Receiver) -> None:
     endpoint, _ = await endpoint_with_secret(stores, receiver.url("/slow"))
     receiver.script("/slow", Reply(200, delay=2.5), Reply(200))
-    async with RunningLoop(stores, fast_settings(timeout_seconds=1, lease_seconds=3)) as running:
+    async with RunningLoop(stores, fast_settings(timeout_seconds=1, lease_seconds=3.5)) as running:
         event_id = await publish(running, endpoint.project_id)
         (delivery,) = await wait_for_delivery(stores, event_id, DONE)
     timed_out, succeeded = delivery.attempt_log
@@ -242,6 +242,26 @@ async def test_a_disabled_endpoints_pending_delivery_fails_unsent(
     assert delivery.last_error == "the endpoint is disabled (manual)"
     assert delivery.attempt_log == []
     assert receiver.received("/paused") == []
+
+
+async def test_stopping_lets_the_attempt_in_flight_finish_and_hands_back_the_rest(
+    stores: Stores, receiver: Receiver
+) -> None:
+    endpoint, _ = await endpoint_with_secret(stores, receiver.url("/stopping"))
+    receiver.default = Reply(200, delay=1.0)
+    settings = fast_settings(concurrency=1)
+    async with RunningLoop(stores, settings) as running:
+        ids = [await publish(running, endpoint.project_id, version=v) for v in (1, 2, 3)]
+        await receiver.wait_for(lambda got: len(got) == 1, path="/stopping")
+        # One attempt is in flight; another delivery waits in the queue, claimed.
+    deliveries = [d for event_id in ids for d in await stores.deliveries.for_event(event_id)]
+    by_status = Counter(d.status for d in deliveries)
+    assert by_status == {DeliveryStatus.SUCCEEDED: 1, DeliveryStatus.PENDING: 2}
+    assert all(d.claim is None for d in deliveries)  # nothing is left held
+    async with RunningLoop(stores, settings):  # and the next dispatcher sends the rest at once
+        for event_id in ids:
+            await wait_for_delivery(stores, event_id, DONE)
+    assert len(receiver.received("/stopping")) == 3
 
 
 async def test_two_dispatchers_send_each_delivery_once(stores: Stores, receiver: Receiver) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 import pytest
@@ -13,8 +14,15 @@ import pytest
 from service.clock import utcnow
 from service.errors import InvalidRequestError
 from service.jobs.status import JobStatus
-from service.webhooks.deliveries import NOTIFY, Attempt, DeliveryStatus, Destination
-from service.webhooks.endpoints import EndpointNotFoundError
+from service.webhooks.deliveries import (
+    NOTIFY,
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryStatus,
+    Destination,
+)
+from service.webhooks.endpoints import Endpoint, EndpointNotFoundError
 from service.webhooks.payload import webhook_message
 from service.webhooks.recorder import DeliveryRecorder
 from tests.integration.webhooks.conftest import Stores
@@ -23,6 +31,26 @@ from tests.support.status_events import a_job, encoded, progress_event, status_e
 pytestmark = pytest.mark.integration
 
 URL = "https://hooks.example.com/ferry"
+
+
+class Handoff:
+    """Stands in for the delivery loop: offers `room` deliveries at once, keeps what it is
+    given and counts its wake-ups."""
+
+    def __init__(self, room: int = 0) -> None:
+        self._room = room
+        self.taken: list[Delivery] = []
+        self.woken = 0
+
+    def room(self) -> Claim | None:
+        return Claim("me", timedelta(seconds=30), self._room) if self._room else None
+
+    async def take(self, claimed: Sequence[Delivery], endpoints: Mapping[str, Endpoint]) -> None:
+        assert all(d.endpoint_id in endpoints for d in claimed if d.endpoint_id)
+        self.taken += claimed
+
+    def wake(self) -> None:
+        self.woken += 1
 
 
 def project() -> str:
@@ -166,21 +194,67 @@ async def test_the_recorder_records_subscribed_endpoints_and_the_notify_url(
     owner = project()
     wanted = await stores.endpoints.add(owner, URL, ["export.completed"])
     await stores.endpoints.add(owner, URL, ["export.failed"])
-    woken: list[bool] = []
-    recorder = DeliveryRecorder(
-        stores.endpoints, stores.deliveries, on_recorded=lambda: woken.append(True)
-    )
+    handoff = Handoff()
+    recorder = DeliveryRecorder(stores.endpoints, stores.deliveries, handoff=handoff)
     job = a_job(owner, notify_url="https://crm.example/notify")
     raw = encoded(status_event(job))
     assert await recorder.record(raw) == 2
     assert await recorder.record(raw) == 0
     assert await recorder.record(encoded(progress_event(job))) == 0
-    assert woken == [True]
+    assert handoff.woken == 1
     recorded = await stores.deliveries.recent(job_id=job.id)
     assert sorted((d.destination, d.url) for d in recorded) == sorted(
         [(wanted.id, URL), (NOTIFY, "https://crm.example/notify")]
     )
     assert all(d.status is DeliveryStatus.PENDING for d in recorded)
+
+
+async def test_a_batch_is_recorded_at_once_and_an_unreadable_event_does_not_hold_it_back(
+    stores: Stores,
+) -> None:
+    first, second = project(), project()
+    await stores.endpoints.add(first, URL, ["*"])
+    await stores.endpoints.add(second, URL, ["export.failed"])
+    handoff = Handoff()
+    recorder = DeliveryRecorder(stores.endpoints, stores.deliveries, handoff=handoff)
+    wanted = [status_event(a_job(first)), status_event(a_job(first, status=JobStatus.FAILED))]
+    batch = [
+        encoded(wanted[0]),
+        b"{broken",
+        encoded(status_event(a_job(second))),  # completed: not what the second wants
+        encoded(progress_event(a_job(first))),
+        encoded(wanted[1]),
+    ]
+    assert await recorder.record_batch(batch) == 2
+    assert handoff.woken == 1  # one wake-up for the whole batch
+    for event in wanted:
+        assert len(await stores.deliveries.for_event(event["id"])) == 1
+    assert await recorder.record_batch(batch) == 0  # a redelivered batch adds nothing
+
+
+async def test_what_the_loop_has_room_for_is_recorded_claimed_and_handed_over(
+    stores: Stores,
+) -> None:
+    owner = project()
+    await stores.endpoints.add(owner, URL, ["*"])
+    await stores.endpoints.add(owner, URL, ["*"])
+    handoff = Handoff(room=1)
+    recorder = DeliveryRecorder(stores.endpoints, stores.deliveries, handoff=handoff)
+    event = status_event(a_job(owner, notify_url="https://crm.example/notify"))
+    assert await recorder.record(encoded(event)) == 3
+    (taken,) = handoff.taken
+    recorded = {d.id: d for d in await stores.deliveries.for_event(event["id"])}
+    assert recorded[taken.id].status is DeliveryStatus.SENDING
+    assert (recorded[taken.id].claimed_by, recorded[taken.id].claim) == ("me", taken.claim)
+    others = [d for d in recorded.values() if d.id != taken.id]
+    assert [d.status for d in others] == [DeliveryStatus.PENDING] * 2
+    assert handoff.woken == 1  # the two pending ones are for whoever claims them
+    # Nobody else can claim the handed-over one while its lease runs.
+    claimed = await stores.deliveries.claim("other", limit=10, lease=timedelta(seconds=30))
+    assert {d.id for d in claimed} == {d.id for d in others}
+    # A redelivered event hands over nothing: it is not new.
+    assert await recorder.record(encoded(event)) == 0
+    assert len(handoff.taken) == 1
 
 
 async def _record_many(stores: Stores, count: int) -> list[str]:
