@@ -4,6 +4,7 @@ request (time, headers, body), so tests can verify signatures and count retries.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,10 @@ class Receiver:
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def wrap_socket(self, context: ssl.SSLContext) -> None:
+        """Serve HTTPS with `context` (call before requests arrive)."""
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
 
     def script(self, path: str, *replies: Reply) -> None:
         with self._lock:
