@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest schemas bench clean
+.PHONY: run test lint typecheck pytest schemas bench bench-webhooks clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -29,6 +29,9 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/export.py
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks.py
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ferry needs Python 3.11 or newer; set PYTHON=python3.11")'

@@ -125,14 +125,15 @@ async def stages(database: Database, received: list[Received]) -> None:
     print(f"  needed a retry  {retried}")
 
 
-def report(name: str, received: list[Received], started: float) -> None:
+def report(name: str, received: list[Received], started: float, *, target: bool) -> None:
     seconds = sorted(latencies(received))
     quantiles = statistics.quantiles(seconds, n=100, method="inclusive")
     span = max(request.at for request in received) - started
     print(f"{name}: {len(received)} deliveries")
     print(f"  latency p50   {quantiles[49] * 1000:8.0f} ms")
     print(f"  latency p95   {quantiles[94] * 1000:8.0f} ms")
-    print(f"  latency p99   {quantiles[98] * 1000:8.0f} ms   (target < 1000 ms)")
+    goal = "   (target < 1000 ms)" if target else ""
+    print(f"  latency p99   {quantiles[98] * 1000:8.0f} ms{goal}")
     print(f"  latency max   {seconds[-1] * 1000:8.0f} ms")
     print(f"  throughput    {len(received) / span:8.1f} deliveries/s over {span:.1f} s")
 
@@ -161,7 +162,7 @@ async def jobs_phase(
         await producer.stop()
     received = await receiver.wait_for(lambda got: len(got) >= jobs, timeout=600)
     check(receiver, received)
-    report(f"{jobs} jobs completing", received, started)
+    report(f"{jobs} jobs completing", received, started, target=True)
     await stages(database, received)
 
 
@@ -186,7 +187,8 @@ async def burst_phase(
         await producer.stop()
     received = await receiver.wait_for(lambda got: len(got) >= burst, timeout=600)
     check(receiver, received)
-    report(f"burst of {burst} status events", received, started)
+    # All queued at once: latency here is mostly waiting in line; throughput is the figure.
+    report(f"burst of {burst} status events", received, started, target=False)
     await stages(database, received)
 
 
