@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import Settings
 from service.errors import FerryError, InvalidRequestError, NotFoundError
+from service.events.contracts import is_valid_project_id
 from service.outbound.addresses import AddressPolicy
 from service.outbound.guard import DestinationGuard, UnresolvableHostError, UnsafeDestinationError
 from service.outbound.urls import check_http_url
@@ -56,6 +57,8 @@ class WebhookAdmin:
         """Check the URL as the dispatcher would connect to it, so a refused address is told
         now rather than found in an attempt log; a host that does not resolve yet only warns."""
         await self.endpoints.ensure_indexes()
+        if not is_valid_project_id(project_id):
+            raise InvalidRequestError(f"invalid project id {project_id!r}")
         try:
             parsed = httpx.URL(check_http_url(url))
         except ValueError as exc:
@@ -73,6 +76,9 @@ class WebhookAdmin:
         return Added(endpoint, secret, warning)
 
     async def rotate_secret(self, project_id: str, grace: timedelta | None = None) -> str:
+        """A new secret for the project (its first, if it has none)."""
+        if not is_valid_project_id(project_id):
+            raise InvalidRequestError(f"invalid project id {project_id!r}")
         return await self.secrets.rotate(project_id, grace=self._grace if grace is None else grace)
 
     async def deliveries_of(

@@ -200,9 +200,16 @@ class DeliveryLoop:
             # Stopping: hand the delivery back so it is sent at once, by us or another.
             await asyncio.shield(self._hand_back(delivery, bound))
             raise
-        except Exception:  # noqa: BLE001 - logged; its claim lapses and it is sent again
-            # Its claim lapses and another attempt follows; nothing is lost.
+        except Exception as exc:  # noqa: BLE001 - logged, and counted as a failed attempt
             bound.exception("webhook.delivery_crashed")
+            # Counted as a failed attempt, so a delivery that keeps crashing runs through its
+            # schedule and fails, instead of being claimed again for ever. If even that cannot
+            # be written, its claim lapses and it is tried again: nothing is lost.
+            crashed = Attempt(
+                at=utcnow(), latency_ms=0.0, error=f"internal error: {type(exc).__name__}: {exc}"
+            )
+            with contextlib.suppress(Exception):
+                await self._record(delivery, endpoint, AttemptResult(crashed), bound)
 
     async def _attempt(self, delivery: Delivery, secrets: Sequence[str]) -> AttemptResult:
         if not secrets:
@@ -235,9 +242,9 @@ class DeliveryLoop:
                 if endpoint is not None and endpoint.failing_since is not None:
                     await self._endpoints.note_success(endpoint.id)
             case "gone":
-                outcome = "endpoint_disabled"
-                status = DeliveryStatus.FAILED
-                retry_at = None
+                # The receiver wants nothing more: no retry; an endpoint is turned off too.
+                status, retry_at = DeliveryStatus.FAILED, None
+                outcome = "failed_permanent" if endpoint is None else "endpoint_disabled"
                 if endpoint is not None:
                     await self._disable(endpoint, "gone")
             case "failed":

@@ -65,7 +65,7 @@ class Sender:
         except UnsafeDestinationError as exc:
             error = exc.message
             refused = True
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}".rstrip(": ")
         attempt = Attempt(
             at=started_at,

@@ -19,6 +19,7 @@ from service.jobs.view import job_view
 from service.webhooks.deliveries import Delivery, DeliveryStatus
 from service.webhooks.endpoints import Endpoint
 from service.webhooks.recorder import DeliveryRecorder
+from service.webhooks.signing import signed_headers
 from tests.integration.webhooks.conftest import (
     RunningLoop,
     Stores,
@@ -146,6 +147,41 @@ async def test_410_disables_the_endpoint(stores: Stores, receiver: Receiver) -> 
     assert disabled is not None
     assert (disabled.enabled, disabled.disabled_reason) == (False, "gone")
     assert len(receiver.received("/gone")) == 1
+
+
+async def test_410_from_a_notify_url_stops_its_retries(stores: Stores, receiver: Receiver) -> None:
+    owner = project()
+    await stores.secrets.create_if_missing(owner)
+    receiver.script("/notify-gone", Reply(410))
+    async with RunningLoop(stores, fast_settings()) as running:
+        event_id = await publish(running, owner, notify_url=receiver.url("/notify-gone"))
+        (delivery,) = await wait_for_delivery(stores, event_id, DONE)
+        await _settle()
+    assert delivery.status is DeliveryStatus.FAILED
+    assert len(receiver.received("/notify-gone")) == 1
+
+
+async def test_an_internal_error_counts_as_a_failed_attempt(
+    stores: Stores, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint, _ = await endpoint_with_secret(stores, receiver.url("/crashing"))
+    calls = 0
+
+    def sign_once_badly(*args: object, **kwargs: object) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("signing broke")
+        return signed_headers(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("service.webhooks.delivery_loop.signed_headers", sign_once_badly)
+    async with RunningLoop(stores, fast_settings()) as running:
+        event_id = await publish(running, endpoint.project_id)
+        (delivery,) = await wait_for_delivery(stores, event_id, DONE)
+    crashed, delivered = delivery.attempt_log
+    assert crashed.error == "internal error: RuntimeError: signing broke"
+    assert delivered.status_code == 200
+    assert len(receiver.received("/crashing")) == 1
 
 
 async def test_a_redirect_is_a_failure_and_is_not_followed(
