@@ -62,7 +62,7 @@ class MongoSettings(BaseModel):
 
     url: SecretStr = Field(
         SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"),
-        description="MongoDB URL. Transactions need a replica set (one node is enough).",
+        description="MongoDB URL. A replica set is advised: writes wait for a journaled majority.",
     )
     database: str = Field("ferry", description="Database holding every Ferry collection.")
     timeout_seconds: float = Field(
