@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest schemas bench clean
+.PHONY: run test lint typecheck pytest chaos schemas bench clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -22,6 +22,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# The fault-injection suite alone (it is also part of `make test`).
+chaos: $(STAMP)
+	$(BIN)/pytest tests/chaos
 
 # Regenerate schemas/ after changing a contract, a dataset or the API.
 schemas: $(STAMP)
