@@ -18,12 +18,33 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import ObservabilitySettings
 from service.observability.metrics import exposition
+from service.storage import ObjectStore
 
 # A check answers True when healthy; raising or running past the timeout counts as False.
 Check = Callable[[], Awaitable[bool]]
+
+_PING_TIMEOUT_SECONDS = 2.0
+
+
+def dependency_checks(
+    database: AsyncDatabase[dict[str, Any]], broker: KafkaBroker, store: ObjectStore
+) -> dict[str, Check]:
+    """Readiness of what every role depends on: MongoDB, Kafka and the bucket."""
+
+    async def mongodb() -> bool:
+        await database.command("ping")
+        return True
+
+    async def kafka() -> bool:
+        return await broker.ping(timeout=_PING_TIMEOUT_SECONDS)
+
+    return {"mongodb": mongodb, "kafka": kafka, "object_store": store.bucket_exists}
+
 
 router = APIRouter(tags=["health"])
 
