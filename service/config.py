@@ -66,7 +66,7 @@ class MongoSettings(BaseModel):
 
     url: SecretStr = Field(
         SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"),
-        description="MongoDB URL. Transactions need a replica set (one node is enough).",
+        description="MongoDB URL. A replica set is advised: writes wait for a journaled majority.",
     )
     database: str = Field("ferry", description="Database holding every Ferry collection.")
     timeout_seconds: float = Field(
@@ -286,6 +286,35 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class ObservabilitySettings(BaseModel):
+    """Probes, metrics and tracing of the background roles (the API serves its own on its port)."""
+
+    health_host: str = Field(
+        "127.0.0.1",
+        description="Interface of the health endpoint of `ferry worker` and `ferry webhooks`.",
+    )
+    # Off by default so that several workers can run on one machine (`ferry dev`, the tests);
+    # the image and the chart turn it on.
+    health_port: int = Field(
+        0,
+        ge=0,
+        lt=65536,
+        description="Port serving `/healthz`, `/readyz` and `/metrics` in `ferry worker` and "
+        "`ferry webhooks`; 0 turns it off. The API serves them on its own port.",
+    )
+    sample_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often metrics that need a query are refreshed: jobs waiting and running "
+        "in the ledger, the outbox backlog, consumer lag.",
+    )
+    tracing: bool = Field(
+        default=False,
+        description="OpenTelemetry traces of Kafka messages, exported over OTLP to the standard "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT`. Needs the `tracing` extra (in the image).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything Ferry can be told. Built once at start; nothing reads the environment later."""
 
@@ -312,6 +341,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 

@@ -20,4 +20,8 @@ def connect(settings: MongoSettings, *, app_name: str) -> AsyncMongoClient[dict[
         appname=app_name,
         connect=False,
         serverSelectionTimeoutMS=int(settings.timeout_seconds * 1000),
+        # A request's offset is committed once its job is recorded, so the record must survive
+        # a crash of the database: acknowledged only when journaled on a majority of members.
+        w="majority",
+        journal=True,
     )

@@ -4,10 +4,8 @@ the demo."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +23,7 @@ from service.database import connect
 from service.demo import demo_messages, load_messages
 from service.devstack import DevStack, Ports
 from service.events.submit import export_request, publish_request
+from service.observability.health import EmbeddedServer
 from service.provisioning import provision
 from service.webhooks.dispatcher import run_dispatcher
 from service.worker import run_worker
@@ -41,14 +40,6 @@ class DevOptions:
     demo: bool
     infra_only: bool
     home: Path = DEV_ENV_FILE.parent
-
-
-class EmbeddedServer(uvicorn.Server):
-    """Uvicorn without its own signal handling: `ferry dev` owns the signals and the shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def run_dev(options: DevOptions, console: Console) -> None:

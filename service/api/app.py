@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -12,13 +11,16 @@ from fastapi import FastAPI
 from service.api import envelope
 from service.api.dependencies import Services
 from service.api.exports import router as exports_router
-from service.api.health import router as health_router
+from service.api.instrumentation import HttpMetrics
 from service.api.keys import ApiKeys
 from service.api.read_model import ReadModel
 from service.api.status_feed import subscribe_status_feed
 from service.config import Settings
 from service.database import connect
 from service.events.kafka import make_broker
+from service.observability.health import dependency_checks
+from service.observability.health import router as health_router
+from service.observability.metrics import set_build_info
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -34,26 +36,18 @@ def create_app(settings: Settings) -> FastAPI:
         database = client[settings.mongo.database]
         read_model = ReadModel(database, record_retention=settings.export.record_retention)
         store = ObjectStore(settings.s3)
-        broker = make_broker(settings.kafka, client_id="ferry-api")
+        broker = make_broker(
+            settings.kafka, client_id="ferry-api", tracing=settings.observability.tracing
+        )
         subscribe_status_feed(broker, settings.kafka, read_model)
         await read_model.ensure_indexes()
         await broker.start()
 
-        async def mongo_ready() -> bool:
-            await database.command("ping")
-            return True
-
-        async def kafka_ready() -> bool:
-            return await broker.ping(timeout=_PING_TIMEOUT)
-
         app.state.services = Services(
             settings=settings, read_model=read_model, keys=ApiKeys(database), store=store
         )
-        app.state.readiness_checks = {
-            "mongodb": mongo_ready,
-            "kafka": kafka_ready,
-            "object_store": store.bucket_exists,
-        }
+        app.state.readiness_checks = dependency_checks(database, broker, store)
+        set_build_info()
         log.info("api.started")
         try:
             yield
@@ -69,13 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     envelope.install(app)
+    app.add_middleware(HttpMetrics)
     app.include_router(exports_router)
     app.include_router(health_router)
     return app
-
-
-_PING_TIMEOUT = 2.0
-
-
-def openapi_document(app: FastAPI) -> dict[str, Any]:
-    return app.openapi()

@@ -11,12 +11,14 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from service.clock import utcnow
-from service.events.dead_letters import DeadLetters, IncomingRecord
+from service.events.dead_letters import DeadLetters
+from service.events.records import IncomingRecord
 from service.events.rejection import Rejected
 from service.events.requests import RequestHandler, parse_request
 from service.jobs.cancellation import CancelJob
 from service.jobs.ledger import Ledger
 from service.jobs.model import Job
+from service.observability.metrics import REQUESTS
 
 log = structlog.get_logger(__name__)
 
@@ -44,14 +46,17 @@ class RequestIntake:
         )
         if isinstance(intent, Rejected):
             await self._dead_letters.send(record, code=intent.code, reason=intent.reason)
+            REQUESTS.labels(outcome="dead_lettered").inc()
         elif isinstance(intent, CancelJob):
             await self._cancel(intent)
+            REQUESTS.labels(outcome="cancel").inc()
         else:
             await self._record(record, intent)
 
     async def _record(self, record: IncomingRecord, job: Job) -> None:
         accepted = await self._ledger.accept(job)
         bound = log.bind(job_id=accepted.job_id, project_id=job.project_id)
+        REQUESTS.labels(outcome=accepted.outcome).inc()
         if accepted.outcome == "conflict":
             await self._dead_letters.send(
                 record,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from service.exports.encoders import make_encoder
 from service.exports.object_writer import ObjectWriter
 from service.jobs.context import JobContext
 from service.jobs.model import ExportResult, Job
+from service.observability.metrics import ROWS
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -82,13 +84,21 @@ class Exporter:
             async for batch in _prefetched_batches(cursor, self._batch_size):
                 await writer.write(await asyncio.to_thread(encoder.encode, batch))
                 rows += len(batch)
+                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(len(batch))
                 await context.progress(rows, dataset.estimate_progress(filters, batch[-1]))
             # The object becomes visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
             written = await writer.close()
-        except BaseException:
+        except BaseException as exc:
+            aborting = time.monotonic()
             with contextlib.suppress(Exception):
                 await asyncio.shield(writer.abort())
+            log.info(
+                "export.aborted",
+                job_id=job.id,
+                reason=type(exc).__name__,
+                seconds=round(time.monotonic() - aborting, 3),
+            )
             raise
         finally:
             await cursor.close()

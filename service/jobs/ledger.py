@@ -1,40 +1,47 @@
 """The job ledger in MongoDB.
 
-Every change is a compare-and-set (`find_one_and_update` on the expected status, and for a running
-job on its lease: owner and attempt), and writes its status event to the outbox in the same
-transaction, so an event exists exactly when the change happened. A worker whose lease was taken
+Every change is a compare-and-set on one job document (the expected status, and for a running
+job its lease: owner and attempt) that appends the change's status event to the job's own
+outbox in the same single-document write, so an event exists exactly when the change happened.
+No multi-document transaction is used: under load they conflict and retry, and one left open by
+a killed worker locks its documents until the server reaps it. A worker whose lease was taken
 over matches nothing and therefore writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import structlog
-from pymongo import ASCENDING, IndexModel, ReturnDocument
-from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow, uuid7
 from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
-from service.events.outbox import OUTBOX_COLLECTION, outbox_entry
+from service.events.outbox import outbox_entry
 from service.jobs.model import ExportResult, Job, LastError, Progress
+from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus, allowed_from
 from service.jobs.view import job_view
 
 log = structlog.get_logger(__name__)
 
 JOBS_COLLECTION = "jobs"
-# One document per project, written by every claim of that project's jobs (see _claim_pending).
-PROJECT_CLAIMS_COLLECTION = "project_claims"
 _CLAIM_CANDIDATES = 20
 
 T = TypeVar("T")
+_MAX_CAS_ATTEMPTS = 20
+# A query or update, or a function building it from the current time.
+AtNow = Mapping[str, Any] | Callable[[datetime], Mapping[str, Any]]
+
+
+def _at(value: AtNow, now: datetime) -> Mapping[str, Any]:
+    return value(now) if callable(value) else value
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,39 @@ class Accepted:
 CancelOutcome = Literal["cancelled", "cancel_requested", "finished", "not_found"]
 
 
+class _ClaimContended(Exception):  # noqa: N818 - a signal, not an error
+    """Another worker changed the job between our read and our write."""
+
+
+class LedgerContentionError(Exception):
+    """A job kept changing under every attempt to change it; transient by nature."""
+
+    def __init__(self, job: str) -> None:
+        super().__init__(f"job {job} changed under {_MAX_CAS_ATTEMPTS} attempts to update it")
+
+
+_SUPPORTED_OPERATORS = frozenset({"$set", "$unset", "$inc", "$min"})
+
+
+def apply_update(document: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` after `update` (top-level $set, $unset, $inc, $min), computed here so the
+    event can be built from the new state and written with it in one replace."""
+    unknown = set(update) - _SUPPORTED_OPERATORS
+    if unknown:
+        raise ValueError(f"unsupported update operators {sorted(unknown)}")
+    changed = dict(document)
+    changed.update(update.get("$set", {}))
+    for field in update.get("$unset", {}):
+        changed.pop(field, None)
+    for field, amount in update.get("$inc", {}).items():
+        changed[field] = changed.get(field, 0) + amount
+    for field, value in update.get("$min", {}).items():
+        # Like MongoDB: a missing (or null) field is set; otherwise the smaller value stays.
+        current = changed.get(field)
+        changed[field] = value if current is None else min(current, value)
+    return changed
+
+
 @dataclass(frozen=True)
 class ClaimPolicy:
     lease: timedelta
@@ -77,8 +117,7 @@ class Ledger:
     ) -> None:
         self._db = database
         self._jobs = database[JOBS_COLLECTION]
-        self._outbox = database[OUTBOX_COLLECTION]
-        self._claims = database[PROJECT_CLAIMS_COLLECTION]
+        self._slots = ProjectSlots(database)
         self._source = event_source
         self._record_retention = record_retention
         self._on_event = on_event
@@ -98,8 +137,14 @@ class Ledger:
                 IndexModel([("project_id", ASCENDING), ("status", ASCENDING)]),
                 # Finished jobs are deleted once their record retention has passed.
                 IndexModel([("purge_at", ASCENDING)], expireAfterSeconds=0),
+                # The outbox relay's work list: jobs with events not yet published.
+                IndexModel(
+                    [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)],
+                    partialFilterExpression={"outbox_pending": True},
+                ),
             ]
         )
+        await self._slots.ensure_indexes()
 
     # Intake ------------------------------------------------------------------------------------
 
@@ -115,14 +160,14 @@ class Ledger:
             }
         )
 
-        async def insert(session: AsyncClientSession) -> None:
-            await self._jobs.insert_one(job.to_document(), session=session)
-            await self._outbox.insert_one(
-                self._entry(job, JOB_STATUS_CHANGED, None), session=session
-            )
-
+        document = {
+            **job.to_document(),
+            "revision": 1,
+            "outbox": [self._entry(job, JOB_STATUS_CHANGED, None)],
+            "outbox_pending": True,
+        }
         try:
-            await self._transaction(insert)
+            await self._jobs.insert_one(document)
         except DuplicateKeyError:
             return await self._duplicate_of(job)
         self._on_event()
@@ -162,132 +207,153 @@ class Ledger:
         )
         if job is not None:
             return "cancelled", job.status
-        flagged = await self._jobs.update_one(
-            {"_id": job_id, "project_id": project_id, "status": JobStatus.PROCESSING.value},
-            {"$set": {"cancel_requested_at": now, "cancel_reason": reason}},
+        flagged = await self._change(
+            {
+                "_id": job_id,
+                "project_id": project_id,
+                "status": JobStatus.PROCESSING.value,
+                "cancel_requested_at": {"$exists": False},
+            },
+            lambda at: {"$set": {"cancel_requested_at": at, "cancel_reason": reason}},
+            previous=JobStatus.PROCESSING,
         )
-        if flagged.matched_count:
+        if flagged is not None:
             return "cancel_requested", JobStatus.PROCESSING
         existing = await self._jobs.find_one(
             {"_id": job_id, "project_id": project_id}, {"status": 1}
         )
         if existing is None:
             return "not_found", None
-        return "finished", JobStatus(existing["status"])
+        status = JobStatus(existing["status"])
+        # A repeated request for a job already stopping is a no-op, like one for a finished job.
+        return ("cancel_requested" if status is JobStatus.PROCESSING else "finished"), status
 
     # Claiming and leases ---------------------------------------------------------------------
 
     async def claim(self, owner: str, policy: ClaimPolicy) -> Job | None:
-        """Take a job whose worker stopped heartbeating, else the oldest ready pending job of a
-        project that is below its limit of running jobs."""
+        """Take a job whose worker stopped heartbeating, else the oldest ready pending job, in
+        either case only with a free slot of its project (see service/jobs/slots.py)."""
+        await self._fail_exhausted(policy)
         now = utcnow()
-        job = await self._reclaim_lapsed(owner, now, policy)
-        if job is not None:
-            return job
-        busy = await self._projects_at_limit(policy.max_running_per_project)
-        candidates = (
+        fields = {"project_id": 1, "attempt": 1, "status": 1}
+        lapsed = (
+            await self._jobs.find(
+                {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}}, fields
+            )
+            .sort("lease_expires_at", ASCENDING)
+            .limit(_CLAIM_CANDIDATES)
+            .to_list()
+        )
+        full = await self._slots.full_projects(policy.max_running_per_project, now)
+        pending = (
             await self._jobs.find(
                 {
                     "status": JobStatus.PENDING.value,
                     "run_after": {"$lte": now},
-                    "project_id": {"$nin": busy},
+                    "project_id": {"$nin": full},
                 },
-                {"project_id": 1},
+                fields,
             )
             .sort("created_at", ASCENDING)
             .limit(_CLAIM_CANDIDATES)
             .to_list()
         )
-        for candidate in candidates:
-            job = await self._claim_pending(
-                str(candidate["_id"]), str(candidate["project_id"]), owner, now, policy
-            )
+        for candidate in [*lapsed, *pending]:
+            job = await self._claim_candidate(candidate, owner, policy)
             if job is not None:
                 return job
         return None
 
-    async def _claim_pending(
-        self, job_id: str, project_id: str, owner: str, now: datetime, policy: ClaimPolicy
+    async def _claim_candidate(
+        self, candidate: Mapping[str, Any], owner: str, policy: ClaimPolicy
     ) -> Job | None:
-        async def apply(session: AsyncClientSession) -> Job | None:
-            # Two claims of the same project both write this document, so one of them conflicts
-            # and is retried, and its count below then includes the other's job: the limit holds
-            # under concurrency without keeping a counter that could drift.
-            await self._claims.update_one(
-                {"_id": project_id}, {"$inc": {"claims": 1}}, upsert=True, session=session
-            )
-            running = await self._jobs.count_documents(
-                {"project_id": project_id, "status": JobStatus.PROCESSING.value}, session=session
-            )
-            if running >= policy.max_running_per_project:
-                return None
-            return await self._apply_change(
-                session,
-                {"_id": job_id, "status": JobStatus.PENDING.value},
-                {
-                    "$set": {
-                        "status": JobStatus.PROCESSING.value,
-                        "lease_owner": owner,
-                        "lease_expires_at": now + policy.lease,
-                        "updated_at": now,
-                    },
-                    "$min": {"started_at": now},  # $min sets it when absent: the first start counts
-                    "$inc": {"attempt": 1, "version": 1},
-                    "$unset": {"cancel_requested_at": "", "cancel_reason": ""},
-                },
-                previous=JobStatus.PENDING,
-            )
+        job_id, project_id = str(candidate["_id"]), str(candidate["project_id"])
+        attempt = int(candidate.get("attempt", 0))
+        reclaim = candidate["status"] == JobStatus.PROCESSING.value
+        holder = holder_of(job_id, attempt + 1)
+        slot = await self._slots.take(
+            project_id, holder, limit=policy.max_running_per_project, lease=policy.lease
+        )
+        if slot is None:
+            return None  # the project is at its limit of running jobs
 
-        job = await self._transaction(apply)
-        if job is not None:
-            self._on_event()
+        def match(now: datetime) -> dict[str, Any]:
+            # `attempt` pins the state the candidate was read in: if anyone moved the job on
+            # since, nothing matches.
+            if reclaim:
+                return {
+                    "_id": job_id,
+                    "attempt": attempt,
+                    "status": JobStatus.PROCESSING.value,
+                    "lease_expires_at": {"$lt": now},
+                }
+            return {"_id": job_id, "attempt": attempt, "status": JobStatus.PENDING.value}
+
+        def update(now: datetime) -> dict[str, Any]:
+            # The lease starts now, not when the claim began: reads before this write can take
+            # seconds while the database recovers, and a lease computed from a stale clock
+            # would lapse at once and get the job run twice.
+            changes: dict[str, Any] = {
+                "$set": {
+                    "status": JobStatus.PROCESSING.value,
+                    "lease_owner": owner,
+                    "lease_expires_at": now + policy.lease,
+                    "slot_id": slot,
+                },
+                "$inc": {"attempt": 1, **({"lost_leases": 1} if reclaim else {})},
+            }
+            if not reclaim:
+                changes["$min"] = {"started_at": now}  # $min sets it when absent: first start
+            return changes
+
+        try:
+            job = await self._change(
+                match,
+                update,
+                previous=JobStatus.PROCESSING if reclaim else JobStatus.PENDING,
+                fail_fast=True,
+            )
+        except _ClaimContended:
+            job = None  # another worker is claiming this very job
+        if job is None:
+            await self._slots.release(holder)
         return job
 
-    async def _reclaim_lapsed(self, owner: str, now: datetime, policy: ClaimPolicy) -> Job | None:
-        lapsed = {"status": JobStatus.PROCESSING.value, "lease_expires_at": {"$lt": now}}
-        # A job that has already lost its worker too often fails instead of taking down more.
-        exhausted = await self._change(
-            {**lapsed, "lost_leases": {"$gte": policy.max_lost_leases - 1}},
-            self._finish_update(
-                JobStatus.FAILED,
-                now,
-                error_code="WORKER_LOST",
-                error_message=f"the job's worker stopped responding {policy.max_lost_leases} "
-                "times; the job was not retried again",
-                lost_leases=policy.max_lost_leases,
-            ),
-            previous=JobStatus.PROCESSING,
-        )
-        if exhausted is not None:
-            log.warning("job.worker_lost", job_id=exhausted.id, attempt=exhausted.attempt)
-        return await self._change(
-            lapsed,
-            {
-                "$set": {"lease_owner": owner, "lease_expires_at": now + policy.lease},
-                "$inc": {"attempt": 1, "lost_leases": 1},
-            },
-            previous=JobStatus.PROCESSING,
-            sort=[("lease_expires_at", ASCENDING)],
-        )
-
-    async def _projects_at_limit(self, limit: int) -> list[str]:
-        rows = await (
-            await self._jobs.aggregate(
-                [
-                    {"$match": {"status": JobStatus.PROCESSING.value}},
-                    {"$group": {"_id": "$project_id", "running": {"$sum": 1}}},
-                    {"$match": {"running": {"$gte": limit}}},
-                ]
+    async def _fail_exhausted(self, policy: ClaimPolicy) -> None:
+        """A job that has lost its worker too often fails instead of taking down more."""
+        while True:
+            now = utcnow()
+            job = await self._change(
+                {
+                    "status": JobStatus.PROCESSING.value,
+                    "lease_expires_at": {"$lt": now},
+                    "lost_leases": {"$gte": policy.max_lost_leases - 1},
+                },
+                self._finish_update(
+                    JobStatus.FAILED,
+                    now,
+                    error_code="WORKER_LOST",
+                    error_message=f"the job's worker stopped responding "
+                    f"{policy.max_lost_leases} times; the job was not retried again",
+                    lost_leases=policy.max_lost_leases,
+                ),
+                previous=JobStatus.PROCESSING,
             )
-        ).to_list()
-        return [str(row["_id"]) for row in rows]
+            if job is None:
+                return
+            log.warning("job.worker_lost", job_id=job.id, attempt=job.attempt)
 
     async def heartbeat(self, lease: Lease, *, extend_by: timedelta) -> bool:
         """Extend the lease; False when it is no longer ours. Not a published change."""
         result = await self._jobs.update_one(
-            self._fence(lease), {"$set": {"lease_expires_at": utcnow() + extend_by}}
+            self._fence(lease),
+            # Every write bumps `revision`, so a change computed from an older read is retried.
+            {"$set": {"lease_expires_at": utcnow() + extend_by}, "$inc": {"revision": 1}},
         )
-        return result.matched_count == 1
+        if result.matched_count != 1:
+            return False
+        await self._slots.renew(holder_of(lease.job_id, lease.attempt), lease=extend_by)
+        return True
 
     async def cancel_requested(self, lease: Lease) -> bool:
         """Whether someone asked to cancel this running job. Raises LeaseLostError if not ours."""
@@ -297,7 +363,9 @@ class Ledger:
         return document.get("cancel_requested_at") is not None
 
     async def record_upload(self, lease: Lease, upload_id: str) -> None:
-        result = await self._jobs.update_one(self._fence(lease), {"$set": {"upload_id": upload_id}})
+        result = await self._jobs.update_one(
+            self._fence(lease), {"$set": {"upload_id": upload_id}, "$inc": {"revision": 1}}
+        )
         if result.matched_count != 1:
             raise self._lost(lease)
 
@@ -306,7 +374,9 @@ class Ledger:
     ) -> None:
         job = await self._change(
             self._fence(lease),
-            {"$set": {"progress": progress.model_dump(), "lease_expires_at": utcnow() + extend_by}},
+            lambda now: {
+                "$set": {"progress": progress.model_dump(), "lease_expires_at": now + extend_by}
+            },
             previous=JobStatus.PROCESSING,
         )
         if job is None:
@@ -350,20 +420,23 @@ class Ledger:
                 "run_after": run_after,
                 "last_error": LastError(code=code, message=message).model_dump(),
             },
-            "$unset": {"lease_owner": "", "lease_expires_at": ""},
+            "$unset": {"lease_owner": "", "lease_expires_at": "", "slot_id": ""},
         }
         return await self._fenced(lease, update)
 
     async def release(self, lease: Lease) -> Job | None:
         """Hand a running job back (worker shutting down): pending again, at once."""
-        return await self._change(
+        job = await self._change(
             self._fence(lease),
             {
                 "$set": {"status": JobStatus.PENDING.value},
-                "$unset": {"lease_owner": "", "lease_expires_at": ""},
+                "$unset": {"lease_owner": "", "lease_expires_at": "", "slot_id": ""},
             },
             previous=JobStatus.PROCESSING,
         )
+        if job is not None:
+            await self._free_slot(lease)
+        return job
 
     # Expiry --------------------------------------------------------------------------------
 
@@ -388,56 +461,64 @@ class Ledger:
     # Mechanics -----------------------------------------------------------------------------
 
     async def _fenced(self, lease: Lease, update: Mapping[str, Any]) -> Job:
+        """The attempt's outcome, then its slot back: if the worker dies in between, the slot
+        expires with the lease it is renewed with."""
         job = await self._change(self._fence(lease), update, previous=JobStatus.PROCESSING)
         if job is None:
             raise self._lost(lease)
+        await self._free_slot(lease)
         return job
+
+    async def _free_slot(self, lease: Lease) -> None:
+        await self._slots.release(holder_of(lease.job_id, lease.attempt))
 
     async def _change(
         self,
-        match: Mapping[str, Any],
-        update: Mapping[str, Any],
+        match: AtNow,
+        update: AtNow,
         *,
         previous: JobStatus,
         sort: list[tuple[str, int]] | None = None,
+        fail_fast: bool = False,
     ) -> Job | None:
-        """Compare-and-set one job and write its event, atomically. None when nothing matched."""
-        full_update: dict[str, Any] = {key: dict(value) for key, value in update.items()}
-        full_update.setdefault("$set", {})["updated_at"] = utcnow()
-        full_update.setdefault("$inc", {})["version"] = 1
+        """Compare-and-set one job and append its event to the job's outbox, in one
+        single-document write. None when nothing matched.
 
-        async def apply(session: AsyncClientSession) -> Job | None:
-            return await self._apply_change(
-                session, match, full_update, previous=previous, sort=sort
+        The change is computed from the document as read and written only if the document is
+        still at the revision read (every writer bumps `revision`); otherwise it is read again
+        and the match checked anew. No multi-document transaction is involved: those conflict
+        under load, and one left open by a killed worker locks its documents until the server
+        reaps it (a minute by default). `match` and `update` may be functions of the current
+        time, evaluated at each attempt, so a lease starts when it is written. With `fail_fast`
+        a lost race raises _ClaimContended instead of reading again.
+        """
+        for _ in range(1 if fail_fast else _MAX_CAS_ATTEMPTS):
+            now = utcnow()
+            query = _at(match, now)
+            document = await self._jobs.find_one(query, sort=sort)
+            if document is None:
+                return None
+            changed = apply_update(document, _at(update, now))
+            changed["updated_at"] = now
+            changed["version"] = int(document.get("version", 0)) + 1
+            job = Job.from_document(changed)
+            event_type = JOB_STATUS_CHANGED if job.status != previous else JOB_UPDATED
+            changed["outbox"] = [
+                *document.get("outbox", []),
+                self._entry(job, event_type, previous),
+            ]
+            changed["outbox_pending"] = True
+            changed["revision"] = int(document.get("revision", 0)) + 1
+            result = await self._jobs.replace_one(
+                {**query, "_id": document["_id"], "revision": document.get("revision", 0)},
+                changed,
             )
-
-        job = await self._transaction(apply)
-        if job is not None:
-            self._on_event()
-        return job
-
-    async def _apply_change(
-        self,
-        session: AsyncClientSession,
-        match: Mapping[str, Any],
-        update: Mapping[str, Any],
-        *,
-        previous: JobStatus,
-        sort: list[tuple[str, int]] | None = None,
-    ) -> Job | None:
-        document = await self._jobs.find_one_and_update(
-            match, update, sort=sort, return_document=ReturnDocument.AFTER, session=session
-        )
-        if document is None:
-            return None
-        job = Job.from_document(document)
-        event_type = JOB_STATUS_CHANGED if job.status != previous else JOB_UPDATED
-        await self._outbox.insert_one(self._entry(job, event_type, previous), session=session)
-        return job
-
-    async def _transaction(self, body: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        async with self._db.client.start_session() as session:
-            return await session.with_transaction(body)
+            if result.matched_count == 1:
+                self._on_event()
+                return job
+        if fail_fast:
+            raise _ClaimContended
+        raise LedgerContentionError(str(query.get("_id", query)))
 
     def _entry(self, job: Job, event_type: str, previous: JobStatus | None) -> dict[str, Any]:
         data = job_view(job)
@@ -466,12 +547,7 @@ class Ledger:
         fields.setdefault("purge_at", now + self._record_retention)
         return {
             "$set": {"status": status.value, "completed_at": now, **fields},
-            "$unset": {
-                "lease_owner": "",
-                "lease_expires_at": "",
-                "upload_id": "",
-                "cancel_requested_at": "",
-            },
+            "$unset": {"lease_owner": "", "lease_expires_at": "", "upload_id": "", "slot_id": ""},
         }
 
     @staticmethod

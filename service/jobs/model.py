@@ -65,6 +65,7 @@ class Job(BaseModel):
     run_after: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    slot_id: str | None = None  # the project slot the running attempt holds
     # The multipart upload of the running attempt, so a later attempt can abort it if this
     # attempt's worker dies.
     upload_id: str | None = None

@@ -161,8 +161,7 @@ class Runner:
                 await asyncio.shield(self._record(self._hand_back(lease, bound), bound))
                 raise
             if stopped == [_Stop.CANCELLED]:
-                await self._record(self._ledger.cancel(lease), bound)
-                bound.info("job.cancelled", seconds=round(time.monotonic() - started, 3))
+                await self._record(self._cancelled(lease, bound), bound)
             else:
                 bound.warning("job.lease_lost")
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
@@ -181,6 +180,7 @@ class Runner:
             await asyncio.sleep(self._settings.cancel_check_seconds)
             try:
                 if await self._ledger.cancel_requested(lease):
+                    log.info("job.stopping", job_id=lease.job_id, reason="cancel requested")
                     stopped.append(_Stop.CANCELLED)
                     work.cancel()
                     return
@@ -198,6 +198,8 @@ class Runner:
 
     async def _failed(self, job: Job, lease: Lease, exc: Exception, bound: BoundLog) -> None:
         failure = classify(exc)
+        if failure.transient and await self._cancel_instead(lease, bound):
+            return
         if failure.transient and job.attempt < self._settings.max_attempts:
             delay = min(
                 self._settings.retry_backoff_seconds * 2 ** (job.attempt - 1),
@@ -221,9 +223,24 @@ class Runner:
         await self._ledger.fail(lease, code=failure.code, message=failure.message)
         bound.warning("job.failed", error_code=failure.code, error_message=failure.message)
 
+    async def _cancelled(self, lease: Lease, bound: BoundLog) -> None:
+        job = await self._ledger.cancel(lease)
+        asked, stopped = job.cancel_requested_at, job.completed_at
+        took = (stopped - asked).total_seconds() if asked and stopped else None
+        bound.info("job.cancelled", seconds_since_request=took)
+
     async def _hand_back(self, lease: Lease, bound: BoundLog) -> None:
+        if await self._cancel_instead(lease, bound):
+            return
         await self._ledger.release(lease)
         bound.info("job.handed_back")
+
+    async def _cancel_instead(self, lease: Lease, bound: BoundLog) -> bool:
+        """A job whose cancellation was asked for is cancelled rather than run again."""
+        if not await self._ledger.cancel_requested(lease):
+            return False
+        await self._cancelled(lease, bound)
+        return True
 
     @staticmethod
     async def _record(outcome: Awaitable[object], bound: BoundLog) -> None:

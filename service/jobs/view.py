@@ -49,6 +49,9 @@ class JobView(BaseModel):
     last_error: LastError | None = Field(
         None, description="Why the previous attempt failed transiently, when it did."
     )
+    cancel_requested_at: str | None = Field(
+        None, description="When cancellation was asked for (a processing job is stopping)."
+    )
     next_attempt_at: str | None = Field(
         None, description="When a job waiting after a transient failure is tried again."
     )
@@ -94,6 +97,9 @@ def job_view(job: Job) -> dict[str, Any]:
             "error_message": job.error_message,
             "attempt": job.attempt,
             "last_error": job.last_error.model_dump() if job.last_error else None,
+            "cancel_requested_at": (
+                rfc3339(job.cancel_requested_at) if job.cancel_requested_at else None
+            ),
             "next_attempt_at": (
                 rfc3339(job.run_after)
                 if job.status is JobStatus.PENDING and job.last_error and job.run_after

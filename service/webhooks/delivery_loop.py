@@ -24,10 +24,10 @@ import structlog
 
 from service.clock import utcnow
 from service.config import WebhookSettings
+from service.observability.metrics import WebhookOutcome
 from service.webhooks.deliveries import Attempt, Claim, Delivery, DeliveryStatus, DeliveryStore
 from service.webhooks.endpoints import DisabledReason, Endpoint, EndpointStore
 from service.webhooks.metrics import (
-    WebhookOutcome,
     record_delivery_attempt,
     record_endpoint_disabled,
 )

@@ -18,6 +18,8 @@ import structlog
 from service.config import Settings
 from service.database import connect
 from service.events.kafka import make_broker
+from service.observability.health import dependency_checks, serving_health
+from service.observability.metrics import set_build_info
 from service.outbound.addresses import AddressPolicy
 from service.outbound.guard import DestinationGuard
 from service.outbound.transport import guarded_client
@@ -67,25 +69,38 @@ async def run_dispatcher(
     stopping = asyncio.ensure_future(stop.wait())
     delivering: asyncio.Task[None] | None = None
     starting: asyncio.Task[None] | None = None
+
+    async def delivery_loop_alive() -> bool:
+        return delivering is None or not delivering.done() or stop.is_set()
+
+    set_build_info()
     try:
-        await endpoints.ensure_indexes()
-        await deliveries.ensure_indexes()
-        delivering = asyncio.create_task(loop.run(loop_stop), name="webhook-deliveries")
-        # Joining the consumer group can take a while (after a crash, until the dead member's
-        # session expires); deliveries go on meanwhile, and a stop request is not held up.
-        starting = asyncio.create_task(broker.start(), name="kafka-start")
-        await asyncio.wait({starting, stopping, delivering}, return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()
-            log.info("webhooks.started", owner=owner)
-            if ready is not None:
-                ready.set()
-            await asyncio.wait({stopping, delivering}, return_when=asyncio.FIRST_COMPLETED)
-        if delivering.done():
-            # The loop only ends when told to; anything else is a crash the process must not
-            # outlive, or it would consume and record but never send.
-            delivering.result()
-            raise RuntimeError("the delivery loop stopped unexpectedly")
+        async with serving_health(
+            settings.observability,
+            readiness=dependency_checks(database, broker),
+            liveness={"deliveries": delivery_loop_alive},
+        ):
+            await endpoints.ensure_indexes()
+            await deliveries.ensure_indexes()
+            delivering = asyncio.create_task(loop.run(loop_stop), name="webhook-deliveries")
+            # Joining the consumer group can take a while (after a crash, until the dead
+            # member's session expires); deliveries go on meanwhile, and a stop request is not
+            # held up.
+            starting = asyncio.create_task(broker.start(), name="kafka-start")
+            await asyncio.wait(
+                {starting, stopping, delivering}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if starting.done():
+                starting.result()
+                log.info("webhooks.started", owner=owner)
+                if ready is not None:
+                    ready.set()
+                await asyncio.wait({stopping, delivering}, return_when=asyncio.FIRST_COMPLETED)
+            if delivering.done():
+                # The loop only ends when told to; anything else is a crash the process must not
+                # outlive, or it would consume and record but never send.
+                delivering.result()
+                raise RuntimeError("the delivery loop stopped unexpectedly")
     finally:
         log.info("webhooks.stopping", owner=owner)
         stopping.cancel()

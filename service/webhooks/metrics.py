@@ -1,5 +1,5 @@
-"""Everything the dispatcher reports about deliveries goes through here: for now structlog
-events; counters and latency histograms (issue 6, Prometheus) hook into these two functions.
+"""Everything the dispatcher reports about deliveries goes through here: a structlog event, and
+the Prometheus counter and latency histogram of `service.observability.metrics`.
 
 Outcomes of an attempt: `succeeded` (2xx), `retry_scheduled` (failed, attempts left),
 `failed_permanent` (the last attempt failed), `endpoint_disabled` (410 Gone, or failing for too
@@ -8,19 +8,16 @@ long), `blocked` (the SSRF guard refused the address; retried like any failure).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import structlog
 
-WebhookOutcome = Literal[
-    "succeeded", "retry_scheduled", "failed_permanent", "endpoint_disabled", "blocked"
-]
+from service.observability.metrics import WebhookOutcome, record_webhook_delivery
 
 log = structlog.get_logger("service.webhooks")
 
 
 def record_delivery_attempt(outcome: WebhookOutcome, seconds: float, **context: object) -> None:
     """One attempt and how it ended; `context` names the delivery (ids, status code, ...)."""
+    record_webhook_delivery(outcome, seconds)
     fields = {"outcome": outcome, "latency_ms": round(seconds * 1000, 1), **context}
     if outcome == "succeeded":
         log.info("webhook.delivered", **fields)

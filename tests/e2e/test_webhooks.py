@@ -21,10 +21,12 @@ from service.clock import rfc3339, utcnow
 from service.config import Settings
 from service.database import Database
 from service.demo import demo_messages, load_messages
+from service.devstack import free_port
 from service.events.submit import export_request
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import FerryProcess, RunningFerry, await_log_line, ferry_command, run_ferry
 from tests.support.kafka import publish
+from tests.support.metrics import scrape, total
 from tests.support.receiver import Received, Receiver
 
 pytestmark = pytest.mark.e2e
@@ -54,17 +56,22 @@ def receiver() -> Iterator[Receiver]:
 def dispatchers(
     ferry: RunningFerry, webhook_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[FerryProcess]]:
-    """Two replicas in one consumer group, sharing the deliveries collection."""
+    """Two replicas in one consumer group, sharing the deliveries collection, each with its
+    health port as in a pod."""
     workdir = tmp_path_factory.mktemp("webhooks")
-    replicas = [
-        FerryProcess(f"webhooks-{n}", ferry_command("webhooks"), webhook_env, workdir)
-        for n in range(2)
-    ]
+    replicas = []
+    for n in range(2):
+        port = free_port()
+        env = {**webhook_env, "FERRY_OBSERVABILITY__HEALTH_PORT": str(port)}
+        replicas.append(
+            FerryProcess(f"webhooks-{n}", ferry_command("webhooks"), env, workdir, http_port=port)
+        )
     for replica in replicas:
         replica.start()
     try:
         for replica in replicas:
             await_log_line(replica, "webhooks.started")
+            assert httpx.get(f"{replica.url}/readyz", timeout=5).json()["status"] == "ready"
         yield replicas
     finally:
         for replica in replicas:
@@ -143,6 +150,13 @@ async def test_an_export_is_announced_signed_to_its_endpoints_and_its_notify_url
     ]
     assert len(completions) == 3
     assert {r.headers["webhook-id"] for r in completions} == {done.headers["webhook-id"]}
+
+    # Every delivery above was an attempt that succeeded, counted by whichever dispatcher sent it.
+    sent = 0.0
+    for replica in dispatchers:
+        samples = await scrape(http, replica.url)
+        sent += total(samples, "ferry_webhook_deliveries_total", outcome="succeeded")
+    assert sent >= len(every) + len(notified) + 1
 
 
 async def test_an_invalid_notify_url_fails_the_job_readably(

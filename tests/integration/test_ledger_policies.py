@@ -12,11 +12,10 @@ import pytest
 from service.clock import utcnow
 from service.database import Database
 from service.errors import LeaseLostError
-from service.events.outbox import OUTBOX_COLLECTION
 from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
 from service.jobs.model import ExportResult
 from service.jobs.status import JobStatus
-from tests.integration.conftest import new_job
+from tests.integration.conftest import events_of, new_job
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +26,21 @@ def policy(limit: int = 2) -> ClaimPolicy:
     return ClaimPolicy(lease=LEASE, max_lost_leases=3, max_running_per_project=limit)
 
 
-async def test_concurrent_claims_respect_the_per_project_limit(ledger: Ledger) -> None:
+async def test_concurrent_claims_respect_the_per_project_limit(
+    ledger: Ledger, database: Database
+) -> None:
     busy = [new_job("busy") for _ in range(6)]
     other = new_job("other")  # the newest job of all
     for job in [*busy, other]:
         await ledger.accept(job)
-    claims = await asyncio.gather(*(ledger.claim(f"w{n}", policy(2)) for n in range(8)))
-    claimed = [job for job in claims if job is not None]
+    claimed = []
+    for _ in range(10):  # concurrent rounds: contended claims give way and are tried again
+        claims = await asyncio.gather(*(ledger.claim(f"w{n}", policy(2)) for n in range(8)))
+        claimed += [job for job in claims if job is not None]
+        running = await database[JOBS_COLLECTION].count_documents(
+            {"project_id": "busy", "status": "processing"}
+        )
+        assert running <= 2  # never above the limit, even for a moment between rounds
     assert sum(job.project_id == "busy" for job in claimed) == 2
     assert [job.id for job in claimed if job.project_id == "other"] == [other.id]
     # Finishing one of the busy project's jobs frees a place for the next.
@@ -57,10 +64,10 @@ async def test_a_retried_job_waits_for_its_backoff(ledger: Ledger, database: Dat
     )
     assert retried.status is JobStatus.PENDING
     assert await ledger.claim("w", policy()) is None
-    event = (await database[OUTBOX_COLLECTION].find({"key": job.id}).sort("_id", -1).to_list())[0]
-    assert event["event"]["data"]["status"] == "pending"
-    assert event["event"]["data"]["next_attempt_at"] is not None
-    assert event["event"]["data"]["last_error"] == {
+    event = (await events_of(database, job.id))[-1]
+    assert event["data"]["status"] == "pending"
+    assert event["data"]["next_attempt_at"] is not None
+    assert event["data"]["last_error"] == {
         "code": "STORAGE_UNAVAILABLE",
         "message": "refused",
     }
@@ -144,3 +151,25 @@ async def test_finished_records_carry_a_purge_time_under_a_ttl_index(
     ttl = [spec for spec in indexes.values() if spec["key"] == [("purge_at", 1)]]
     assert ttl
     assert ttl[0]["expireAfterSeconds"] == 0
+
+
+async def test_a_dead_workers_slot_frees_itself_with_its_lease(ledger: Ledger) -> None:
+    first, second = new_job("solo"), new_job("solo")
+    await ledger.accept(first)
+    await ledger.accept(second)
+    short = ClaimPolicy(
+        lease=timedelta(milliseconds=300), max_lost_leases=3, max_running_per_project=1
+    )
+    taken = await ledger.claim("dies", short)
+    assert taken is not None
+    assert taken.id == first.id
+    assert await ledger.claim("other", short) is None  # the project's only slot is held
+    await asyncio.sleep(0.4)  # the worker never heartbeats again: lease and slot lapse together
+    again = await ledger.claim("other", short)
+    assert again is not None
+    assert (again.id, again.attempt) == (first.id, 2)  # the lapsed job comes first
+    result = ExportResult(object_key="k", row_count=0, file_size_bytes=0, file_sha256="x")
+    await ledger.complete(Lease(first.id, "other", 2), result, retention=LEASE)
+    last = await ledger.claim("other", short)
+    assert last is not None
+    assert last.id == second.id  # finishing gave the slot back at once

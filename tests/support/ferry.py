@@ -23,6 +23,8 @@ class FerryProcess:
     env: dict[str, str]
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    # Where /healthz, /readyz and /metrics answer (the API's port, or a worker's health port).
+    http_port: int | None = None
     log_path: Path = field(init=False)
     _log: IO[bytes] | None = None
 
@@ -48,6 +50,9 @@ class FerryProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                # Stuck: have it log what each task waits on, then kill it.
+                self.process.send_signal(signal.SIGUSR1)
+                time.sleep(1)
                 self.process.kill()
                 self.process.wait()
         code = self.process.returncode
@@ -58,6 +63,12 @@ class FerryProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def url(self) -> str:
+        if self.http_port is None:
+            raise RuntimeError(f"{self.name} serves no HTTP")
+        return f"http://127.0.0.1:{self.http_port}"
 
 
 def ferry_command(*args: str) -> list[str]:
@@ -85,15 +96,23 @@ class RunningFerry:
 
     def start(self, workers: int = 1) -> None:
         api_env = {**self.env, "FERRY_API__PORT": str(self.api_port)}
-        self.api = FerryProcess("api", ferry_command("api"), api_env, self.workdir)
+        self.api = FerryProcess(
+            "api", ferry_command("api"), api_env, self.workdir, http_port=self.api_port
+        )
         self.api.start()
         for _ in range(workers):
             self.add_worker()
         self._await_ready()
 
     def add_worker(self) -> FerryProcess:
+        # Each worker on its own health port, as each pod would have.
+        health_port = free_port()
         worker = FerryProcess(
-            f"worker-{len(self.workers)}", ferry_command("worker"), self.env, self.workdir
+            f"worker-{len(self.workers)}",
+            ferry_command("worker"),
+            {**self.env, "FERRY_OBSERVABILITY__HEALTH_PORT": str(health_port)},
+            self.workdir,
+            http_port=health_port,
         )
         worker.start()
         self.workers.append(worker)
@@ -106,20 +125,22 @@ class RunningFerry:
             self.api.stop()
 
     def _await_ready(self, timeout: float = 60.0) -> None:
+        """Until the API and every worker answer /readyz with 200."""
+        waiting = [process for process in [self.api, *self.workers] if process is not None]
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for process in [self.api, *self.workers]:
-                if process and process.process and process.process.poll() is not None:
+        while waiting and time.monotonic() < deadline:
+            for process in list(waiting):
+                if process.process and process.process.poll() is not None:
                     raise RuntimeError(f"{process.name} exited:\n{process.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == httpx.codes.OK:
-                    return
-            except httpx.HTTPError:
-                pass
+                try:
+                    if httpx.get(f"{process.url}/readyz", timeout=2).status_code == httpx.codes.OK:
+                        waiting.remove(process)
+                except httpx.HTTPError:
+                    pass
             time.sleep(0.2)
-        raise RuntimeError(
-            f"API not ready in {timeout}s:\n{self.api.log()[-3000:] if self.api else ''}"
-        )
+        if waiting:
+            logs = "\n".join(f"{p.name}:\n{p.log()[-2000:]}" for p in waiting)
+            raise RuntimeError(f"not ready in {timeout}s:\n{logs}")
 
 
 def run_ferry(

@@ -2,8 +2,10 @@
 
 `FERRY_TEST_INFRA=embedded` (the default) starts the embedded stack on free ports, so tests run
 beside `make run`. `FERRY_TEST_INFRA=env` uses the servers named by the usual `FERRY_*` variables
-(real Kafka, MongoDB and MinIO, for example). Either way every run gets its own database, bucket,
-topics and consumer groups, so runs never see each other's data.
+(real Kafka, MongoDB and MinIO, for example). `FERRY_TEST_INFRA=containers` starts real Kafka,
+MongoDB and MinIO in Docker (tests/support/containers.py) and fails if no engine answers. Every
+run gets its own database, bucket, topics and consumer groups, so runs never see each other's
+data.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ _TEST_TUNING = {
     "FERRY_WORKER__BATCH_SIZE": "500",
     "FERRY_WORKER__SHUTDOWN_GRACE_SECONDS": "2",
     "FERRY_EXPORT__EXPIRY_SWEEP_SECONDS": "1",
+    "FERRY_OBSERVABILITY__SAMPLE_SECONDS": "2",
     "FERRY_S3__PART_SIZE_BYTES": str(5 * 1024 * 1024),
 }
 
@@ -60,8 +63,14 @@ def running_infra(home: Path) -> Iterator[Infra]:
             raise RuntimeError(f"FERRY_TEST_INFRA=env needs {', '.join(missing)}")
         found = {name: os.environ[name] for name in _CONNECTION_VARIABLES if name in os.environ}
         yield Infra(isolated(found), None)
+    elif mode == "containers":
+        from tests.support.containers import running_containers  # noqa: PLC0415 - Docker only
+
+        with running_containers() as found:
+            # Real servers: production's settings, with the test tuning on top.
+            yield Infra(isolated(found), None)
     else:
-        raise RuntimeError(f"FERRY_TEST_INFRA={mode!r}: expected 'embedded' or 'env'")
+        raise RuntimeError(f"FERRY_TEST_INFRA={mode!r}: expected 'embedded', 'env' or 'containers'")
 
 
 def isolated(connection: dict[str, str], *, fast_timings: bool = True) -> dict[str, str]:

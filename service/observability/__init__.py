@@ -1,0 +1,1 @@
+"""Metrics, health endpoints and tracing: how Ferry's processes are watched."""

@@ -1,0 +1,152 @@
+"""Every Prometheus metric Ferry exports, in one place, with the few helpers that record them.
+
+Metrics live in the process's default registry: each role is one process, and `/metrics` on the
+API and on the background roles' health port serves that registry. Counters count what this
+process did, so a cluster total is `sum()` over pods. Gauges marked "ledger-wide" are sampled
+from MongoDB by every worker and read the same everywhere: aggregate them with `max()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any, Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+
+from service.events.contracts import JOB_STATUS_CHANGED
+
+# Seconds: a tiny export takes well under a second, a large one tens of minutes.
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_ROWS_PER_SECOND_BUCKETS = (100, 500, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000)
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+BUILD = Info("ferry_build", "The running Ferry version.")
+
+# Jobs ------------------------------------------------------------------------------------------
+
+JOBS = Counter(
+    "ferry_jobs",
+    "Jobs that reached a status, by kind: counted by the outbox relay as it publishes each "
+    "status change (at least once, so a relay crash may count one twice).",
+    ["kind", "status"],
+)
+JOBS_IN_LEDGER = Gauge(
+    "ferry_jobs_in_ledger",
+    "Jobs waiting (pending) or running (processing) in the ledger, by kind. Ledger-wide.",
+    ["kind", "status"],
+)
+JOBS_RUNNING = Gauge("ferry_jobs_running", "Jobs this worker process is running now.")
+JOB_DURATION = Histogram(
+    "ferry_job_duration_seconds",
+    "Time one attempt of a job ran, by kind and outcome: succeeded, failed, or interrupted "
+    "(cancelled, handed back on shutdown, or its lease was lost).",
+    ["kind", "outcome"],
+    buckets=_DURATION_BUCKETS,
+)
+JOB_ROWS_PER_SECOND = Histogram(
+    "ferry_job_rows_per_second",
+    "Throughput of each successful attempt: rows divided by its duration.",
+    ["kind", "dataset"],
+    buckets=_ROWS_PER_SECOND_BUCKETS,
+)
+ROWS = Counter(
+    "ferry_rows_processed",
+    "Rows read and written by running jobs, counted batch by batch: rate() is rows per second.",
+    ["kind", "dataset"],
+)
+
+# Requests and events ---------------------------------------------------------------------------
+
+REQUESTS = Counter(
+    "ferry_requests",
+    "Requests consumed by the intake, by outcome: created (a new job), duplicate (no new job), "
+    "conflict (the job id belongs to another project) or dead_lettered.",
+    ["outcome"],
+)
+DEAD_LETTERS = Counter(
+    "ferry_dead_letters", "Requests sent to the dead-letter topic, by code.", ["code"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "ferry_outbox_published", "Status events this process published from the outbox."
+)
+OUTBOX_BACKLOG = Gauge(
+    "ferry_outbox_backlog", "Status events written but not yet published. Ledger-wide."
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "ferry_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished status event (0 when none). Ledger-wide.",
+)
+CONSUMER_LAG = Gauge(
+    "ferry_consumer_lag",
+    "Records not yet committed by this process's consumer, per partition assigned to it. "
+    "sum() over pods is the group's lag.",
+    ["group", "topic", "partition"],
+)
+
+# Webhooks (the `ferry webhooks` dispatcher records these through `record_webhook_delivery`) --
+
+WebhookOutcome = Literal[
+    "succeeded",  # a 2xx answer
+    "retry_scheduled",  # a failure with attempts left
+    "failed_permanent",  # the last attempt failed
+    "endpoint_disabled",  # 410 Gone, or failing for too long: the endpoint was turned off
+    "blocked",  # the SSRF guard refused the address
+]
+WEBHOOK_DELIVERIES = Counter(
+    "ferry_webhook_deliveries", "Webhook delivery attempts, by outcome.", ["outcome"]
+)
+WEBHOOK_DURATION = Histogram(
+    "ferry_webhook_delivery_duration_seconds",
+    "Time from sending a webhook to its outcome, by outcome.",
+    ["outcome"],
+    buckets=(*_HTTP_BUCKETS, 15, 30),  # a webhook times out after 15 s
+)
+
+# HTTP API ----------------------------------------------------------------------------------
+
+HTTP_REQUESTS = Counter(
+    "ferry_http_requests",
+    "HTTP requests answered by the API, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "ferry_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method and route template.",
+    ["method", "route"],
+    buckets=_HTTP_BUCKETS,
+)
+
+
+def record_status_event(event: Mapping[str, Any]) -> None:
+    """Count a published event if it is a status change (the relay calls this per event)."""
+    if event.get("type") != JOB_STATUS_CHANGED:
+        return
+    data = event.get("data") or {}
+    JOBS.labels(kind=data.get("kind", "unknown"), status=data.get("status", "unknown")).inc()
+
+
+def record_webhook_delivery(outcome: WebhookOutcome, seconds: float) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+    WEBHOOK_DURATION.labels(outcome=outcome).observe(seconds)
+
+
+def set_build_info() -> None:
+    try:
+        version = metadata.version("ferry")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        version = "unknown"
+    BUILD.info({"version": version})
+
+
+def exposition() -> tuple[bytes, str]:
+    """The registry in Prometheus' text format, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
