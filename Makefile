@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest schemas bench bench-import clean
+.PHONY: run test lint typecheck pytest chaos schemas bench bench-import bench-webhooks clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -23,6 +23,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+# The fault-injection suite alone (it is also part of `make test`).
+chaos: $(STAMP)
+	$(BIN)/pytest tests/chaos
+
 # Regenerate schemas/ after changing a contract, a dataset or the API.
 schemas: $(STAMP)
 	$(BIN)/ferry schemas
@@ -32,6 +36,9 @@ bench: $(STAMP)
 
 bench-import: $(STAMP)
 	$(BIN)/python bench/import.py
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks.py
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ferry needs Python 3.11 or newer; set PYTHON=python3.11")'

@@ -21,6 +21,7 @@ from service.config import Settings, load_settings
 if TYPE_CHECKING:
     from service.jobs.model import Job
 from service.logging import configure_logging
+from service.webhooks.commands import webhooks_app
 
 app = typer.Typer(
     help="Ferry: export and import jobs requested over Kafka, run from a MongoDB ledger, "
@@ -34,6 +35,7 @@ submit_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(submit_app, name="submit")
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -186,6 +188,9 @@ def submit_export(
     columns: Annotated[str | None, typer.Option(help="Comma-separated subset of columns.")] = None,
     job_id: Annotated[str | None, typer.Option(help="Choose the job id (a UUID).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Repeats make no new job.")] = None,
+    notify_url: Annotated[
+        str | None, typer.Option(help="Also deliver the job's status changes here (webhooks).")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job and print the download link.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
 ) -> None:
@@ -211,6 +216,7 @@ def submit_export(
         columns=[column.strip() for column in columns.split(",")] if columns else None,
         job_id=chosen_id,
         idempotency_key=idempotency_key,
+        notify_url=notify_url,
     )
     asyncio.run(publish_request(settings.kafka, event))
     console.print(f"Published export request; job id {chosen_id}")
@@ -299,6 +305,9 @@ def submit_import(
     encoding: Annotated[str | None, typer.Option(help="e.g. latin-1; default UTF-8.")] = None,
     job_id: Annotated[str | None, typer.Option(help="Choose the job id (a UUID).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Repeats make no new job.")] = None,
+    notify_url: Annotated[
+        str | None, typer.Option(help="Also deliver the job's status changes here (webhooks).")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job and print its counts.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
 ) -> None:
@@ -324,6 +333,7 @@ def submit_import(
         list_ids=list_id or None,
         dry_run=dry_run or None,
         idempotency_key=idempotency_key,
+        notify_url=notify_url,
     )
     asyncio.run(publish_request(settings.kafka, event))
     console.print(f"Published import request; job id {chosen_id}")

@@ -42,6 +42,10 @@ class KafkaSettings(BaseModel):
     read_model_group: str = Field(
         "ferry-api", description="Consumer group of the API's read model (shared by API replicas)."
     )
+    webhooks_group: str = Field(
+        "ferry-webhooks",
+        description="Consumer group of the webhook dispatchers (shared by their replicas).",
+    )
     idempotent_producer: bool = Field(
         default=True,
         description="Idempotent producer (the embedded broker lacks it: off in `ferry dev`).",
@@ -62,7 +66,7 @@ class MongoSettings(BaseModel):
 
     url: SecretStr = Field(
         SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"),
-        description="MongoDB URL. Transactions need a replica set (one node is enough).",
+        description="MongoDB URL. A replica set is advised: writes wait for a journaled majority.",
     )
     database: str = Field("ferry", description="Database holding every Ferry collection.")
     timeout_seconds: float = Field(
@@ -240,6 +244,86 @@ class ApiSettings(BaseModel):
     port: int = Field(8000, gt=0, lt=65536, description="Port the API listens on.")
 
 
+class OutboundSettings(BaseModel):
+    """Which networks Ferry may reach on a user's behalf (webhook endpoints, notify URLs).
+
+    Every address a user's URL resolves to must be globally routable; these open exceptions.
+    Link-local (cloud metadata), unspecified, multicast and reserved addresses are never allowed.
+    """
+
+    allow_loopback: bool = Field(
+        default=False,
+        description="Allow loopback addresses (127.0.0.0/8, ::1): for development and tests only; "
+        "`ferry dev` turns it on.",
+    )
+    allow_private: bool = Field(
+        default=False,
+        description="Allow private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), "
+        "for deployments whose receivers live on their own network.",
+    )
+
+
+# Svix's schedule: the delay before each attempt, the first one immediate.
+SVIX_RETRY_SCHEDULE_SECONDS = (0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
+
+
+class WebhookSettings(BaseModel):
+    """The webhook dispatcher (`ferry webhooks`)."""
+
+    timeout_seconds: float = Field(
+        15.0, gt=0, description="An attempt that has no answer after this long has failed."
+    )
+    retry_schedule_scale: float = Field(
+        1.0,
+        gt=0,
+        description="Multiplies every delay of the retry schedule (immediately, 5 s, 5 min, "
+        "30 min, 2 h, 5 h, 10 h, 10 h); below 1 compresses it, for tests.",
+    )
+    disable_after_failing_seconds: float = Field(
+        5 * 24 * 3600.0,
+        gt=0,
+        description="An endpoint whose every attempt has failed for this long is disabled.",
+    )
+    secret_grace_seconds: float = Field(
+        24 * 3600.0,
+        ge=0,
+        description="After `rotate-secret`, the old secret still signs (beside the new one) "
+        "for this long, so receivers can switch without losing a delivery.",
+    )
+    concurrency: int = Field(
+        32, gt=0, description="Deliveries one dispatcher process sends at once."
+    )
+    lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A delivery claimed by a dispatcher that stops (crash, kill) is sent again "
+        "by another after this long; more than three timeouts (a claimed delivery may wait for "
+        "two attempts before its own), so a slow answer is not sent twice.",
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, description="How often an idle dispatcher looks for deliveries that are due."
+    )
+    retention_seconds: int = Field(
+        30 * 24 * 3600,
+        gt=0,
+        description="Deliveries and their attempt logs are deleted this long after they were "
+        "recorded.",
+    )
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        """Seconds before each attempt (the first is 0): Svix's schedule, scaled."""
+        return tuple(delay * self.retry_schedule_scale for delay in SVIX_RETRY_SCHEDULE_SECONDS)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_three_attempts(self) -> WebhookSettings:
+        if self.lease_seconds <= 3 * self.timeout_seconds:
+            raise ValueError(
+                "webhooks.lease_seconds must be more than three times webhooks.timeout_seconds"
+            )
+        return self
+
+
 class ObservabilitySettings(BaseModel):
     """Probes, metrics and tracing of the background roles (the API serves its own on its port)."""
 
@@ -266,25 +350,6 @@ class ObservabilitySettings(BaseModel):
         default=False,
         description="OpenTelemetry traces of Kafka messages, exported over OTLP to the standard "
         "`OTEL_EXPORTER_OTLP_ENDPOINT`. Needs the `tracing` extra (in the image).",
-    )
-
-
-class OutboundSettings(BaseModel):
-    """Which networks Ferry may reach on a user's behalf (webhook endpoints, notify URLs).
-
-    Every address a user's URL resolves to must be globally routable; these open exceptions.
-    Link-local (cloud metadata), unspecified, multicast and reserved addresses are never allowed.
-    """
-
-    allow_loopback: bool = Field(
-        default=False,
-        description="Allow loopback addresses (127.0.0.0/8, ::1): for development and tests only; "
-        "`ferry dev` turns it on.",
-    )
-    allow_private: bool = Field(
-        default=False,
-        description="Allow private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7), "
-        "for deployments whose receivers live on their own network.",
     )
 
 
@@ -317,6 +382,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _no_dev_credentials_in_production(self) -> Settings:

@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from service.datasets.messages import MessageStatus
 
+DUPLICATE_KEY = 11000
 EVENT_TYPES = ("order.created", "order.paid", "order.shipped", "invoice.sent", "user.signed_up")
 ERRORS = (
     "connection timed out after 15s",
@@ -67,5 +69,15 @@ def demo_messages(
 async def load_messages(
     database: AsyncDatabase[dict[str, Any]], messages: list[dict[str, Any]], *, batch: int = 5000
 ) -> None:
+    """Insert `messages`; loading the same ones again adds nothing and is not an error.
+
+    pymongo retries a write once after a lost connection; when the first try did land, the retry
+    meets its own rows, so duplicate ids are expected and skipped.
+    """
     for start in range(0, len(messages), batch):
-        await database["messages"].insert_many(messages[start : start + batch], ordered=False)
+        try:
+            await database["messages"].insert_many(messages[start : start + batch], ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if any(item.get("code") != DUPLICATE_KEY for item in errors) or not errors:
+                raise

@@ -1,4 +1,5 @@
-"""`ferry dev`: the embedded stack, Ferry's worker and API in one process, and the demo."""
+"""`ferry dev`: the embedded stack, Ferry's worker, API and webhook dispatcher in one process, and
+the demo."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from service.devstack import DevStack, Ports
 from service.events.submit import export_request, publish_request
 from service.observability.health import EmbeddedServer
 from service.provisioning import provision
+from service.webhooks.dispatcher import run_dispatcher
 from service.worker import run_worker
 
 DEMO_PROJECT = "demo"
@@ -52,7 +54,12 @@ async def run_dev(options: DevOptions, console: Console) -> None:
     await asyncio.to_thread(stack.start)
     env_file = options.home / DEV_ENV_FILE.name
     try:
-        env = {**stack.env(), "FERRY_API__PORT": str(options.api_port)}
+        env = {
+            **stack.env(),
+            "FERRY_API__PORT": str(options.api_port),
+            # Webhook receivers under development run on this machine.
+            "FERRY_OUTBOUND__ALLOW_LOOPBACK": "true",
+        }
         env_file.write_text("".join(f"{name}={value}\n" for name, value in env.items()))
         os.environ.update(env)
         settings = load_settings()
@@ -60,7 +67,8 @@ async def run_dev(options: DevOptions, console: Console) -> None:
         _print_endpoints(console, settings, env_file)
         if options.infra_only:
             console.print(
-                "Infrastructure only. Start workers with [bold]ferry worker[/]. Ctrl-C stops."
+                "Infrastructure only. Start workers with [bold]ferry worker[/] (and [bold]ferry "
+                "webhooks[/] for webhooks). Ctrl-C stops."
             )
             await stop.wait()
         else:
@@ -74,6 +82,7 @@ async def run_dev(options: DevOptions, console: Console) -> None:
 
 async def _serve(settings: Settings, stop: asyncio.Event, console: Console, *, demo: bool) -> None:
     worker_ready = asyncio.Event()
+    dispatcher_ready = asyncio.Event()
     server = EmbeddedServer(
         uvicorn.Config(
             create_app(settings),
@@ -86,6 +95,9 @@ async def _serve(settings: Settings, stop: asyncio.Event, console: Console, *, d
     tasks = [
         asyncio.create_task(run_worker(settings, stop, ready=worker_ready), name="worker"),
         asyncio.create_task(server.serve(), name="api"),
+        asyncio.create_task(
+            run_dispatcher(settings, stop, ready=dispatcher_ready), name="webhooks"
+        ),
     ]
 
     async def stop_api() -> None:
@@ -94,7 +106,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, console: Console, *, d
 
     watcher = asyncio.create_task(stop_api())
     try:
-        await _wait_started(worker_ready, server, tasks)
+        await _wait_started([worker_ready, dispatcher_ready], server, tasks)
         console.print(
             f"Ferry is running. API: http://{settings.api.host}:{settings.api.port}  Ctrl-C stops."
         )
@@ -102,7 +114,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, console: Console, *, d
             await _run_demo(settings, console)
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            task.result()  # a crashed worker or API surfaces here
+            task.result()  # a crashed worker, API or dispatcher surfaces here
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -110,9 +122,9 @@ async def _serve(settings: Settings, stop: asyncio.Event, console: Console, *, d
 
 
 async def _wait_started(
-    worker_ready: asyncio.Event, server: uvicorn.Server, tasks: list[asyncio.Task[Any]]
+    ready: list[asyncio.Event], server: uvicorn.Server, tasks: list[asyncio.Task[Any]]
 ) -> None:
-    while not (worker_ready.is_set() and server.started):
+    while not (all(event.is_set() for event in ready) and server.started):
         for task in tasks:
             if task.done():
                 task.result()

@@ -30,6 +30,7 @@ from service.events.contracts import (
     JobStatusChanged,
     JobUpdated,
 )
+from service.webhooks.payload import WebhookPayload
 
 _EVENTS: dict[str, tuple[type[BaseModel], str]] = {
     EXPORT_REQUESTED: (ExportRequested, "Asks for an export. Key: the project id."),
@@ -71,6 +72,14 @@ def generate_documents() -> dict[str, dict[str, Any]]:
             "filters": dataset.filters_model.model_json_schema(),
             "record": dataset.record_model.model_json_schema(by_alias=True),
         }
+    payload = WebhookPayload.model_json_schema()
+    payload["$id"] = "https://ferry.dev/schemas/webhooks/payload.json"
+    payload["description"] = (
+        "The JSON body of every webhook, POSTed with the Standard Webhooks headers webhook-id "
+        "(the status event's id, the same on every retry), webhook-timestamp and "
+        "webhook-signature."
+    )
+    documents["webhooks/payload.json"] = payload
     documents["asyncapi.json"] = asyncapi_document()
     documents["openapi.json"] = create_app(_placeholder_settings()).openapi()
     return documents

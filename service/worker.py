@@ -39,7 +39,7 @@ from service.jobs.instrumented import InstrumentedExecutor
 from service.jobs.ledger import Ledger
 from service.jobs.runner import Runner
 from service.leadership import Leadership
-from service.observability.health import Check, serving_health
+from service.observability.health import Check, dependency_checks, serving_health
 from service.observability.metrics import JOBS_RUNNING, set_build_info
 from service.observability.sampler import MetricsSampler
 from service.outbound.addresses import AddressPolicy
@@ -51,7 +51,6 @@ log = structlog.get_logger(__name__)
 EVENT_SOURCE = "/ferry"
 _LEADERSHIP_TTL = timedelta(seconds=15)
 _SHUTDOWN_STEP_SECONDS = 5.0
-_PING_TIMEOUT_SECONDS = 2.0
 
 
 async def _bounded(part: str, step: Awaitable[object]) -> None:
@@ -151,18 +150,7 @@ async def run_worker(
     JOBS_RUNNING.set_function(lambda: runner.running)
     set_build_info()
 
-    async def mongo_ready() -> bool:
-        await database.command("ping")
-        return True
-
-    async def kafka_ready() -> bool:
-        return await broker.ping(timeout=_PING_TIMEOUT_SECONDS)
-
-    readiness: dict[str, Check] = {
-        "mongodb": mongo_ready,
-        "kafka": kafka_ready,
-        "object_store": store.bucket_exists,
-    }
+    readiness = dependency_checks(database, broker, store)
     # The loops, once started. A loop that ended while the worker is not stopping has crashed:
     # the worker is then no longer alive and its pod is restarted.
     loops: dict[str, asyncio.Task[None]] = {}

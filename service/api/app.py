@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -21,6 +20,7 @@ from service.api.status_feed import subscribe_status_feed
 from service.config import Settings
 from service.database import connect
 from service.events.kafka import make_broker
+from service.observability.health import dependency_checks
 from service.observability.health import router as health_router
 from service.observability.metrics import set_build_info
 from service.storage import ObjectStore
@@ -45,21 +45,10 @@ def create_app(settings: Settings) -> FastAPI:
         await read_model.ensure_indexes()
         await broker.start()
 
-        async def mongo_ready() -> bool:
-            await database.command("ping")
-            return True
-
-        async def kafka_ready() -> bool:
-            return await broker.ping(timeout=_PING_TIMEOUT)
-
         app.state.services = Services(
             settings=settings, read_model=read_model, keys=ApiKeys(database), store=store
         )
-        app.state.readiness_checks = {
-            "mongodb": mongo_ready,
-            "kafka": kafka_ready,
-            "object_store": store.bucket_exists,
-        }
+        app.state.readiness_checks = dependency_checks(database, broker, store)
         set_build_info()
         log.info("api.started")
         try:
@@ -84,10 +73,3 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(processes_router)
     app.include_router(health_router)
     return app
-
-
-_PING_TIMEOUT = 2.0
-
-
-def openapi_document(app: FastAPI) -> dict[str, Any]:
-    return app.openapi()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING
 
 import structlog
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from service.api.read_model import ReadModel
 from service.config import KafkaSettings
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.events.kafka import subscribe_records
+from service.events.records import IncomingRecord
 
 if TYPE_CHECKING:
     from faststream.kafka.subscriber.usecase import DefaultSubscriber
@@ -42,25 +41,14 @@ async def apply_status_event(read_model: ReadModel, payload: bytes) -> bool:
 def subscribe_status_feed(
     broker: KafkaBroker, settings: KafkaSettings, read_model: ReadModel
 ) -> DefaultSubscriber:
-    subscriber = broker.subscriber(
+    async def apply(record: IncomingRecord) -> None:
+        await apply_status_event(read_model, record.value)
+
+    return subscribe_records(
+        broker,
         settings.status_topic,
         group_id=settings.read_model_group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
+        handle=apply,
         title="ferry.status (read model)",
         description="Job status events applied to the API's read model by version.",
     )
-
-    @subscriber
-    async def on_status(message: KafkaMessage) -> None:
-        raw = message.raw_message
-        if isinstance(raw, tuple):  # pragma: no cover - not a batch subscriber
-            raise TypeError("batch records are not expected here")
-        try:
-            await apply_status_event(read_model, raw.value or b"")
-        except Exception:
-            log.exception("status_feed.redelivery", offset=raw.offset)
-            await asyncio.sleep(1.0)
-            raise
-
-    return subscriber

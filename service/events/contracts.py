@@ -17,7 +17,7 @@ from service.clock import rfc3339
 from service.jobs.model import Compression, ExportFormat
 from service.jobs.status import JobStatus
 from service.jobs.view import JobView
-from service.outbound.urls import check_http_url
+from service.outbound.urls import MAX_URL_LENGTH, check_http_url
 
 EXPORT_REQUESTED = "ferry.export.requested.v1"
 IMPORT_REQUESTED = "ferry.import.requested.v1"
@@ -48,6 +48,17 @@ ProjectId = Annotated[
     str,
     Field(pattern=PROJECT_ID_PATTERN, examples=["proj_abc123"]),
     AfterValidator(_project_id),
+]
+
+
+NotifyUrl = Annotated[
+    str,
+    Field(
+        max_length=MAX_URL_LENGTH,
+        json_schema_extra={"format": "uri"},
+        examples=["https://crm.example.com/hooks/ferry"],
+    ),
+    AfterValidator(check_http_url),
 ]
 
 
@@ -89,6 +100,11 @@ class ExportRequestedData(BaseModel):
         min_length=1,
         max_length=255,
         description="Requests repeating a key make no second job.",
+    )
+    notify_url: NotifyUrl | None = Field(
+        None,
+        description="An http(s) URL that also receives every status change of this job as a "
+        "signed webhook (signed with the project's webhook secret).",
     )
 
 
@@ -161,6 +177,11 @@ class ImportRequestedData(BaseModel):
         min_length=1,
         max_length=255,
         description="Requests repeating a key make no second job.",
+    )
+    notify_url: NotifyUrl | None = Field(
+        None,
+        description="An http(s) URL that also receives every status change of this job as a "
+        "signed webhook (signed with the project's webhook secret).",
     )
 
 

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 
 from service.clock import rfc3339, utcnow
+from service.events.records import IncomingRecord
 from service.observability.metrics import DEAD_LETTERS
 
 log = structlog.get_logger(__name__)
 
 # (value, key, headers) -> published and acknowledged
 PublishRaw = Callable[[bytes, bytes | None, dict[str, str]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class IncomingRecord:
-    """A Kafka record as it arrived, before any parsing."""
-
-    value: bytes
-    key: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    topic: str
-    partition: int
-    offset: int
 
 
 class DeadLetters:

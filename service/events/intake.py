@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from service.clock import utcnow
-from service.events.dead_letters import DeadLetters, IncomingRecord
+from service.events.dead_letters import DeadLetters
+from service.events.records import IncomingRecord
 from service.events.rejection import Rejected
 from service.events.requests import RequestHandler, parse_request
 from service.jobs.cancellation import CancelJob

@@ -4,6 +4,7 @@ everything they do is in plain classes that tests can drive directly."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -13,8 +14,9 @@ from faststream.kafka.annotations import KafkaMessage
 
 from service.config import KafkaSettings
 from service.events.contracts import CLOUDEVENTS_CONTENT_TYPE
-from service.events.dead_letters import IncomingRecord, PublishRaw
+from service.events.dead_letters import PublishRaw
 from service.events.outbox import Publish
+from service.events.records import IncomingRecord
 from service.observability.tracing import kafka_tracing_middlewares
 
 if TYPE_CHECKING:
@@ -39,23 +41,38 @@ def make_broker(settings: KafkaSettings, *, client_id: str, tracing: bool = Fals
     )
 
 
-def subscribe_intake(
-    broker: KafkaBroker, settings: KafkaSettings, intake: RequestIntake
+# Handles one record; raises only for trouble worth redelivering the record over.
+RecordHandler = Callable[[IncomingRecord], Awaitable[object]]
+
+
+def subscribe_records(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    handle: RecordHandler,
+    title: str,
+    description: str,
 ) -> DefaultSubscriber:
+    """A consumer-group subscription handing each record, as it arrived, to `handle`.
+
+    The offset is committed only after `handle` returns: on an exception the consumer seeks
+    back and the record comes again (after a pause, so an outage does not spin). FastStream's
+    Kafka default would commit first and lose the record.
+    """
     subscriber = broker.subscriber(
-        settings.requests_topic,
-        group_id=settings.intake_group,
-        # Commit only after the job is durably recorded; on error seek back and redeliver.
+        topic,
+        group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
-        title="ferry.requests",
-        description="Export requests (CloudEvents), recorded in the job ledger, then acknowledged.",
+        title=title,
+        description=description,
     )
 
     @subscriber
-    async def on_request(message: KafkaMessage) -> None:
+    async def on_record(message: KafkaMessage) -> None:
         raw = message.raw_message
-        if isinstance(raw, tuple):  # pragma: no cover - this subscriber is not a batch one
+        if isinstance(raw, tuple):  # pragma: no cover - not a batch subscriber
             raise TypeError("batch records are not expected here")
         record = IncomingRecord(
             value=raw.value or b"",
@@ -66,13 +83,27 @@ def subscribe_intake(
             offset=raw.offset,
         )
         try:
-            await intake.accept(record)
+            await handle(record)
         except Exception:
-            log.exception("request.redelivery", topic=raw.topic, offset=raw.offset)
+            log.exception("kafka.redelivery", topic=raw.topic, offset=raw.offset)
             await asyncio.sleep(REDELIVERY_PAUSE_SECONDS)
             raise
 
     return subscriber
+
+
+def subscribe_intake(
+    broker: KafkaBroker, settings: KafkaSettings, intake: RequestIntake
+) -> DefaultSubscriber:
+    return subscribe_records(
+        broker,
+        settings.requests_topic,
+        group_id=settings.intake_group,
+        handle=intake.accept,
+        title="ferry.requests",
+        description="Export and cancel requests (CloudEvents), recorded in the job ledger, "
+        "then acknowledged.",
+    )
 
 
 def status_publisher(broker: KafkaBroker, settings: KafkaSettings) -> Publish:

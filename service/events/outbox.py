@@ -1,9 +1,11 @@
 """The outbox: status events written with the job change that caused them, and the relay that
 publishes them to Kafka and then removes them.
 
-Ordering: entries are read in insertion order and a job's events share a partition (key = job
-id). Delivery is at least once; every event carries the job's `version`, so consumers drop what
-they have already seen.
+Each job document carries its own unpublished events (`outbox`, flagged by `outbox_pending`),
+appended in the same single-document write as the change: an event exists exactly when the
+change happened, without a multi-document transaction. A job's events are published in the
+order they were written and share a partition (key = job id). Delivery is at least once; every
+event carries the job's `version`, so consumers drop what they have already seen.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -24,7 +27,8 @@ from service.observability import metrics
 
 log = structlog.get_logger(__name__)
 
-OUTBOX_COLLECTION = "outbox"
+# The documents whose `outbox` this module publishes (the job ledger's collection).
+JOBS_COLLECTION = "jobs"
 
 # Sends one event: (key, JSON bytes). Returns once the broker has acknowledged it.
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -32,6 +36,26 @@ Publish = Callable[[str, bytes], Awaitable[None]]
 
 def outbox_entry(*, key: str, event: dict[str, Any]) -> dict[str, Any]:
     return {"_id": ObjectId(), "key": key, "event": event, "created_at": utcnow()}
+
+
+async def outbox_backlog(database: AsyncDatabase[dict[str, Any]]) -> tuple[int, datetime | None]:
+    """Events written but not yet published, and when the oldest of them was written."""
+    rows = await (
+        await database[JOBS_COLLECTION].aggregate(
+            [
+                {"$match": {"outbox_pending": True}},
+                {"$unwind": "$outbox"},
+                {
+                    "$group": {
+                        "_id": None,
+                        "count": {"$sum": 1},
+                        "oldest": {"$min": "$outbox.created_at"},
+                    }
+                },
+            ]
+        )
+    ).to_list()
+    return (int(rows[0]["count"]), rows[0]["oldest"]) if rows else (0, None)
 
 
 class OutboxRelay:
@@ -46,7 +70,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 0.5,
     ) -> None:
-        self._outbox = database[OUTBOX_COLLECTION]
+        self._jobs = database[JOBS_COLLECTION]
         self._publish = publish
         self._leadership = leadership
         self._batch_size = batch_size
@@ -70,20 +94,35 @@ class OutboxRelay:
                 await self._wait(stop)
 
     async def drain_once(self) -> int:
-        """Publish one batch of entries, oldest first, then remove them."""
-        entries = await self._outbox.find().sort("_id", ASCENDING).limit(self._batch_size).to_list()
-        for entry in entries:
-            payload = json.dumps(entry["event"], separators=(",", ":")).encode()
-            await self._publish(entry["key"], payload)
-            metrics.record_status_event(entry["event"])
-        if entries:
-            await self._outbox.delete_many({"_id": {"$in": [entry["_id"] for entry in entries]}})
+        """Publish the events of up to `batch_size` jobs, oldest change first; return how many
+        jobs had events (the relay goes on at once while there may be more)."""
+        jobs = (
+            await self._jobs.find({"outbox_pending": True}, {"outbox": 1})
+            .sort("updated_at", ASCENDING)
+            .limit(self._batch_size)
+            .to_list()
+        )
+        for job in jobs:
+            entries = job.get("outbox", [])
+            for entry in entries:
+                payload = json.dumps(entry["event"], separators=(",", ":")).encode()
+                await self._publish(entry["key"], payload)
+                metrics.record_status_event(entry["event"])
+            # Remove exactly what was published; events appended meanwhile stay. Both writes
+            # bump `revision`, so a change computed from an older read is recomputed.
+            published = [entry["_id"] for entry in entries]
+            await self._jobs.update_one(
+                {"_id": job["_id"]},
+                {"$pull": {"outbox": {"_id": {"$in": published}}}, "$inc": {"revision": 1}},
+            )
+            await self._jobs.update_one(
+                {"_id": job["_id"], "outbox": {"$size": 0}},
+                {"$unset": {"outbox_pending": ""}, "$inc": {"revision": 1}},
+            )
             metrics.OUTBOX_PUBLISHED.inc(len(entries))
-            log.debug("outbox.published", count=len(entries))
-        return len(entries)
-
-    async def backlog(self) -> int:
-        return await self._outbox.count_documents({})
+        if jobs:
+            log.debug("outbox.published", jobs=len(jobs))
+        return len(jobs)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         self._wakeup.clear()

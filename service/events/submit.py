@@ -28,6 +28,7 @@ def export_request(
     columns: list[str] | None = None,
     job_id: str | None = None,
     idempotency_key: str | None = None,
+    notify_url: str | None = None,
     source: str = "/ferry/cli",
 ) -> dict[str, Any]:
     """A `ferry.export.requested.v1` CloudEvent. Optional fields left out are not sent."""
@@ -40,6 +41,7 @@ def export_request(
         "compression": compression,
         "columns": columns,
         "idempotency_key": idempotency_key,
+        "notify_url": notify_url,
     }
     return make_event(
         event_id=uuid7(),
@@ -63,6 +65,7 @@ def import_request(
     list_ids: list[int] | None = None,
     dry_run: bool | None = None,
     idempotency_key: str | None = None,
+    notify_url: str | None = None,
     source_uri: str = "/ferry/cli",
 ) -> dict[str, Any]:
     """A `ferry.import.requested.v1` CloudEvent. Options left out take their defaults."""
@@ -78,6 +81,7 @@ def import_request(
         "list_ids": list_ids,
         "dry_run": dry_run,
         "idempotency_key": idempotency_key,
+        "notify_url": notify_url,
     }
     return make_event(
         event_id=uuid7(),

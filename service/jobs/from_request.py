@@ -1,5 +1,5 @@
-"""What every request handler does alike: the job id, the idempotency key, and failing a job
-whose request cannot run (so its requester can read why)."""
+"""What every request handler does alike: the job id, the idempotency key, the notify URL, and
+failing a job whose request cannot run (so its requester can read why)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from uuid import UUID
 from service.clock import uuid7
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
+from service.outbound.urls import check_http_url
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -36,3 +37,19 @@ def job_id(value: object) -> str:
 def idempotency_key(value: object) -> str | None:
     # Only a key the request model would accept can deduplicate, even on a failed request.
     return value if isinstance(value, str) and 0 < len(value) <= MAX_IDEMPOTENCY_KEY else None
+
+
+def notify_url(value: object) -> tuple[str | None, str | None]:
+    """(the URL, None) when usable; (None, what is wrong) when not; (None, None) when absent.
+
+    A usable notify_url is kept even when the rest of the request is wrong: the requester then
+    learns of the failed job there.
+    """
+    if value is None:
+        return None, None
+    if not isinstance(value, str):
+        return None, "must be a string holding an http(s) URL"
+    try:
+        return check_http_url(value), None
+    except ValueError as exc:
+        return None, str(exc)

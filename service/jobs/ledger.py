@@ -1,29 +1,30 @@
 """The job ledger in MongoDB.
 
-Every change is a compare-and-set (`find_one_and_update` on the expected status, and for a running
-job on its lease: owner and attempt), and writes its status event to the outbox in the same
-transaction, so an event exists exactly when the change happened. A worker whose lease was taken
+Every change is a compare-and-set on one job document (the expected status, and for a running
+job its lease: owner and attempt) that appends the change's status event to the job's own
+outbox in the same single-document write, so an event exists exactly when the change happened.
+No multi-document transaction is used: under load they conflict and retry, and one left open by
+a killed worker locks its documents until the server reaps it. A worker whose lease was taken
 over matches nothing and therefore writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import structlog
-from pymongo import ASCENDING, IndexModel, ReturnDocument
-from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow, uuid7
 from service.counters import PROCESS_IDS, Counters
 from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
-from service.events.outbox import OUTBOX_COLLECTION, outbox_entry
+from service.events.outbox import outbox_entry
 from service.jobs.model import Job, JobResult, LastError, Progress
 from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus, allowed_from
@@ -35,6 +36,7 @@ JOBS_COLLECTION = "jobs"
 _CLAIM_CANDIDATES = 20
 
 T = TypeVar("T")
+_MAX_CAS_ATTEMPTS = 20
 # A query or update, or a function building it from the current time.
 AtNow = Mapping[str, Any] | Callable[[datetime], Mapping[str, Any]]
 
@@ -64,20 +66,36 @@ CancelOutcome = Literal["cancelled", "cancel_requested", "finished", "not_found"
 
 
 class _ClaimContended(Exception):  # noqa: N818 - a signal, not an error
-    """Another worker's claim in the same project conflicted with ours."""
+    """Another worker changed the job between our read and our write."""
 
 
-async def _commit(session: AsyncClientSession, attempts: int = 3) -> None:
-    # A commit whose result is unknown (a dropped connection) is retried, as the transactions
-    # specification says: committing twice is harmless.
-    for attempt in range(attempts):
-        try:
-            await session.commit_transaction()
-        except PyMongoError as exc:
-            if exc.has_error_label("UnknownTransactionCommitResult") and attempt < attempts - 1:
-                continue
-            raise
-        return
+class LedgerContentionError(Exception):
+    """A job kept changing under every attempt to change it; transient by nature."""
+
+    def __init__(self, job: str) -> None:
+        super().__init__(f"job {job} changed under {_MAX_CAS_ATTEMPTS} attempts to update it")
+
+
+_SUPPORTED_OPERATORS = frozenset({"$set", "$unset", "$inc", "$min"})
+
+
+def apply_update(document: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` after `update` (top-level $set, $unset, $inc, $min), computed here so the
+    event can be built from the new state and written with it in one replace."""
+    unknown = set(update) - _SUPPORTED_OPERATORS
+    if unknown:
+        raise ValueError(f"unsupported update operators {sorted(unknown)}")
+    changed = dict(document)
+    changed.update(update.get("$set", {}))
+    for field in update.get("$unset", {}):
+        changed.pop(field, None)
+    for field, amount in update.get("$inc", {}).items():
+        changed[field] = changed.get(field, 0) + amount
+    for field, value in update.get("$min", {}).items():
+        # Like MongoDB: a missing (or null) field is set; otherwise the smaller value stays.
+        current = changed.get(field)
+        changed[field] = value if current is None else min(current, value)
+    return changed
 
 
 @dataclass(frozen=True)
@@ -100,7 +118,6 @@ class Ledger:
     ) -> None:
         self._db = database
         self._jobs = database[JOBS_COLLECTION]
-        self._outbox = database[OUTBOX_COLLECTION]
         self._slots = ProjectSlots(database)
         self._counters = Counters(database)
         self._source = event_source
@@ -122,6 +139,11 @@ class Ledger:
                 IndexModel([("project_id", ASCENDING), ("status", ASCENDING)]),
                 # Finished jobs are deleted once their record retention has passed.
                 IndexModel([("purge_at", ASCENDING)], expireAfterSeconds=0),
+                # The outbox relay's work list: jobs with events not yet published.
+                IndexModel(
+                    [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)],
+                    partialFilterExpression={"outbox_pending": True},
+                ),
             ]
         )
         await self._slots.ensure_indexes()
@@ -131,7 +153,7 @@ class Ledger:
     async def accept(self, job: Job) -> Accepted:
         """Record a new job, once: a repeat of its job id, idempotency key or CloudEvent
         (source + id) makes no second job."""
-        # Taken before the transaction (see service/counters.py); a duplicate skips its number.
+        # Taken before the insert (see service/counters.py); a duplicate skips its number.
         process_id = await self._counters.take(PROCESS_IDS)
         job = job.model_copy(
             update={
@@ -143,14 +165,14 @@ class Ledger:
             }
         )
 
-        async def insert(session: AsyncClientSession) -> None:
-            await self._jobs.insert_one(job.to_document(), session=session)
-            await self._outbox.insert_one(
-                self._entry(job, JOB_STATUS_CHANGED, None), session=session
-            )
-
+        document = {
+            **job.to_document(),
+            "revision": 1,
+            "outbox": [self._entry(job, JOB_STATUS_CHANGED, None)],
+            "outbox_pending": True,
+        }
         try:
-            await self._transaction(insert)
+            await self._jobs.insert_one(document)
         except DuplicateKeyError:
             return await self._duplicate_of(job)
         self._on_event()
@@ -197,7 +219,7 @@ class Ledger:
                 "status": JobStatus.PROCESSING.value,
                 "cancel_requested_at": {"$exists": False},
             },
-            {"$set": {"cancel_requested_at": now, "cancel_reason": reason}},
+            lambda at: {"$set": {"cancel_requested_at": at, "cancel_reason": reason}},
             previous=JobStatus.PROCESSING,
         )
         if flagged is not None:
@@ -329,7 +351,9 @@ class Ledger:
     async def heartbeat(self, lease: Lease, *, extend_by: timedelta) -> bool:
         """Extend the lease; False when it is no longer ours. Not a published change."""
         result = await self._jobs.update_one(
-            self._fence(lease), {"$set": {"lease_expires_at": utcnow() + extend_by}}
+            self._fence(lease),
+            # Every write bumps `revision`, so a change computed from an older read is retried.
+            {"$set": {"lease_expires_at": utcnow() + extend_by}, "$inc": {"revision": 1}},
         )
         if result.matched_count != 1:
             return False
@@ -344,7 +368,9 @@ class Ledger:
         return document.get("cancel_requested_at") is not None
 
     async def record_upload(self, lease: Lease, upload_id: str) -> None:
-        result = await self._jobs.update_one(self._fence(lease), {"$set": {"upload_id": upload_id}})
+        result = await self._jobs.update_one(
+            self._fence(lease), {"$set": {"upload_id": upload_id}, "$inc": {"revision": 1}}
+        )
         if result.matched_count != 1:
             raise self._lost(lease)
 
@@ -460,76 +486,44 @@ class Ledger:
         sort: list[tuple[str, int]] | None = None,
         fail_fast: bool = False,
     ) -> Job | None:
-        """Compare-and-set one job and write its event, atomically. None when nothing matched.
+        """Compare-and-set one job and append its event to the job's outbox, in one
+        single-document write. None when nothing matched.
 
-        `match` and `update` may be functions of the current time: they are evaluated inside
-        the transaction, at each of its attempts, so a lease written after a stall (a database
-        recovering, a retried commit) starts when it is written, not when the call began.
-        With `fail_fast`, a write conflict raises _ClaimContended instead of being retried.
+        The change is computed from the document as read and written only if the document is
+        still at the revision read (every writer bumps `revision`); otherwise it is read again
+        and the match checked anew. No multi-document transaction is involved: those conflict
+        under load, and one left open by a killed worker locks its documents until the server
+        reaps it (a minute by default). `match` and `update` may be functions of the current
+        time, evaluated at each attempt, so a lease starts when it is written. With `fail_fast`
+        a lost race raises _ClaimContended instead of reading again.
         """
-
-        async def apply(session: AsyncClientSession) -> Job | None:
+        for _ in range(1 if fail_fast else _MAX_CAS_ATTEMPTS):
             now = utcnow()
-            full_update = {key: dict(value) for key, value in _at(update, now).items()}
-            full_update.setdefault("$set", {})["updated_at"] = now
-            full_update.setdefault("$inc", {})["version"] = 1
-            return await self._apply_change(
-                session, _at(match, now), full_update, previous=previous, sort=sort
+            query = _at(match, now)
+            document = await self._jobs.find_one(query, sort=sort)
+            if document is None:
+                return None
+            changed = apply_update(document, _at(update, now))
+            changed["updated_at"] = now
+            changed["version"] = int(document.get("version", 0)) + 1
+            job = Job.from_document(changed)
+            event_type = JOB_STATUS_CHANGED if job.status != previous else JOB_UPDATED
+            changed["outbox"] = [
+                *document.get("outbox", []),
+                self._entry(job, event_type, previous),
+            ]
+            changed["outbox_pending"] = True
+            changed["revision"] = int(document.get("revision", 0)) + 1
+            result = await self._jobs.replace_one(
+                {**query, "_id": document["_id"], "revision": document.get("revision", 0)},
+                changed,
             )
-
-        job = await (self._fail_fast_transaction(apply) if fail_fast else self._transaction(apply))
-        if job is not None:
-            self._on_event()
-        return job
-
-    async def _fail_fast_transaction(
-        self, body: Callable[[AsyncClientSession], Awaitable[Job | None]]
-    ) -> Job | None:
-        """One attempt, no waiting: a write conflict means another worker is claiming the same
-        job, and moving on beats the driver's retries, which back off between attempts while
-        this worker could be claiming other work."""
-        async with self._db.client.start_session() as session:
-            await session.start_transaction()
-            try:
-                job = await body(session)
-                if job is None:
-                    await session.abort_transaction()
-                    return None
-                await _commit(session)
-            except PyMongoError as exc:
-                if session.in_transaction:
-                    await session.abort_transaction()
-                # Only a write conflict is contention. An unreachable server carries the same
-                # label but is an outage, and must surface as one.
-                if exc.has_error_label("TransientTransactionError") and not isinstance(
-                    exc, ConnectionFailure
-                ):
-                    raise _ClaimContended from exc
-                raise
-            return job
-
-    async def _apply_change(
-        self,
-        session: AsyncClientSession,
-        match: Mapping[str, Any],
-        update: Mapping[str, Any],
-        *,
-        previous: JobStatus,
-        sort: list[tuple[str, int]] | None = None,
-    ) -> Job | None:
-        document = await self._jobs.find_one_and_update(
-            match, update, sort=sort, return_document=ReturnDocument.AFTER, session=session
-        )
-        if document is None:
-            return None
-        job = Job.from_document(document)
-        event_type = JOB_STATUS_CHANGED if job.status != previous else JOB_UPDATED
-        await self._outbox.insert_one(self._entry(job, event_type, previous), session=session)
-        return job
-
-    async def _transaction(self, body: Callable[[AsyncClientSession], Awaitable[T]]) -> T:
-        async with self._db.client.start_session() as session:
-            return await session.with_transaction(body)
+            if result.matched_count == 1:
+                self._on_event()
+                return job
+        if fail_fast:
+            raise _ClaimContended
+        raise LedgerContentionError(str(query.get("_id", query)))
 
     def _entry(self, job: Job, event_type: str, previous: JobStatus | None) -> dict[str, Any]:
         data = job_view(job)

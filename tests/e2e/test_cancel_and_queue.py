@@ -1,5 +1,5 @@
-"""Through Kafka and HTTP: a project at its limit of running jobs queues the next one and says
-why; cancel requests stop a waiting job at once and a running one within seconds."""
+"""Through Kafka and HTTP: a waiting job shows its place in its project's queue; cancel requests
+stop a waiting job before it starts and a running one within seconds."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from service.config import Settings
 from service.database import Database
 from service.demo import demo_messages, load_messages
 from service.events.submit import cancel_request, export_request
+from service.jobs.slots import ProjectSlots
 from service.storage import ObjectStore
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import RunningFerry
@@ -32,36 +33,49 @@ async def test_queued_and_running_jobs_can_be_cancelled(
     # Enough rows that an export runs for seconds on the embedded database.
     await load_messages(e2e_db, demo_messages(project, 30_000, end=end, span=timedelta(days=1)))
     filters = {"start_time": rfc3339(end - timedelta(days=1)), "end_time": rfc3339(end)}
+    headers = await api_key(e2e_db, project)
     jobs = [str(uuid.uuid4()) for _ in range(3)]
+
+    # The project's two slots are held (as by two jobs on other workers) so that the jobs wait
+    # for as long as the test needs, however slow the machine.
+    slots = ProjectSlots(e2e_db)
+    holders = [f"elsewhere-{index}#1" for index in range(2)]
+    for holder in holders:
+        assert await slots.take(project, holder, limit=2, lease=timedelta(minutes=5))
     await publish(
         e2e_settings.kafka,
         [export_request(project_id=project, job_id=job, filters=filters) for job in jobs],
         key=project.encode(),
     )
-    headers = await api_key(e2e_db, project)
-    first = await wait_for_job(http, jobs[0], headers, statuses={"processing"})
-    await wait_for_job(http, jobs[1], headers, statuses={"processing"})
     queued = await wait_for_job(http, jobs[2], headers, statuses={"pending"})
-    assert first["status"] == "processing"
-    assert queued["queue_position"] == 1
-    assert queued["waiting_reason"] == "project limit of 2 running jobs reached"
+    assert queued["queue_position"] == 3
+    assert queued["waiting_reason"] == "waiting for a free worker"
 
     asked = time.monotonic()
     await publish(
         e2e_settings.kafka,
-        [cancel_request(project, jobs[2], reason="not needed"), cancel_request(project, jobs[0])],
+        [cancel_request(project, jobs[2], reason="not needed")],
         key=project.encode(),
     )
-    waiting = await wait_for_job(http, jobs[2], headers, statuses={"cancelled"}, timeout=10)
-    running = await wait_for_job(http, jobs[0], headers, statuses={"cancelled"}, timeout=10)
-    took = time.monotonic() - asked
-    # Usually it never ran; under load a running export may finish first and hand it its slot
-    # before the cancel is read. Either way it ends cancelled, with the reason given. (Each
-    # path alone is tested deterministically in tests/integration.)
+    waiting = await wait_for_job(http, jobs[2], headers, statuses={"cancelled"}, timeout=15)
+    assert time.monotonic() - asked < 15
+    assert waiting["started_at"] is None
+    assert waiting["error_code"] == "CANCELLED"
     assert waiting["error_message"] == "cancelled on request: not needed"
+
+    for holder in holders:
+        await slots.release(holder)
+    await wait_for_job(http, jobs[0], headers, statuses={"processing"})
+    asked = time.monotonic()
+    await publish(e2e_settings.kafka, [cancel_request(project, jobs[0])], key=project.encode())
+    running = await wait_for_job(http, jobs[0], headers, statuses={"cancelled", "completed"})
+    took = time.monotonic() - asked
+    assert running["status"] == "cancelled", "the export finished before its cancel was read"
     assert running["started_at"] is not None
     assert running["error_code"] == "CANCELLED"
-    assert took < 5, f"cancellation took {took:.1f}s"  # < 2 s in the runner test; here via Kafka
+    # A sanity bound on the whole path (intake, the worker's check, the relay, the API's read
+    # model) on a shared machine; the worker's own part is held to 2 s in test_runner.py.
+    assert took < 15, f"cancellation took {took:.1f}s"
 
     # The untouched one completes; the cancelled running one left no file behind.
     assert (await wait_for_job(http, jobs[1], headers, timeout=120))["status"] == "completed"

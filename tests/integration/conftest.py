@@ -9,7 +9,6 @@ import pytest
 
 from service.clock import utcnow
 from service.database import Database
-from service.events.outbox import OUTBOX_COLLECTION
 from service.jobs.ledger import JOBS_COLLECTION, Ledger
 from service.jobs.model import Job
 from service.jobs.slots import SLOTS_COLLECTION
@@ -22,9 +21,15 @@ FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:0
 async def ledger(database: Database) -> Ledger:
     ledger = Ledger(database, event_source="/tests")
     await ledger.ensure_indexes()
-    for collection in (JOBS_COLLECTION, OUTBOX_COLLECTION, SLOTS_COLLECTION):
+    for collection in (JOBS_COLLECTION, SLOTS_COLLECTION):
         await database[collection].delete_many({})
     return ledger
+
+
+async def events_of(database: Database, job_id: str) -> list[dict[str, Any]]:
+    """The job's events not yet published by a relay, oldest first."""
+    document = await database[JOBS_COLLECTION].find_one({"_id": job_id}, {"outbox": 1})
+    return [entry["event"] for entry in (document or {}).get("outbox", [])]
 
 
 def new_job(project: str = "p1", **fields: Any) -> Job:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -14,21 +13,15 @@ from service.clock import utcnow
 from service.database import Database
 from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
-from service.events.outbox import OUTBOX_COLLECTION
 from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
 from service.jobs.model import ExportResult, Job, Progress
 from service.jobs.status import JobStatus
-from tests.integration.conftest import new_job
+from tests.integration.conftest import events_of, new_job
 
 pytestmark = pytest.mark.integration
 
 LEASE = timedelta(seconds=30)
 POLICY = ClaimPolicy(lease=LEASE, max_lost_leases=3, max_running_per_project=100)
-
-
-async def events_of(database: Database, job_id: str) -> list[dict[str, Any]]:
-    entries = await database[OUTBOX_COLLECTION].find({"key": job_id}).sort("_id").to_list()
-    return [entry["event"] for entry in entries]
 
 
 async def test_a_new_job_is_recorded_once_with_its_created_event(

@@ -12,11 +12,10 @@ import pytest
 from service.clock import utcnow
 from service.database import Database
 from service.errors import LeaseLostError
-from service.events.outbox import OUTBOX_COLLECTION
 from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
 from service.jobs.model import ExportResult
 from service.jobs.status import JobStatus
-from tests.integration.conftest import new_job
+from tests.integration.conftest import events_of, new_job
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +64,10 @@ async def test_a_retried_job_waits_for_its_backoff(ledger: Ledger, database: Dat
     )
     assert retried.status is JobStatus.PENDING
     assert await ledger.claim("w", policy()) is None
-    event = (await database[OUTBOX_COLLECTION].find({"key": job.id}).sort("_id", -1).to_list())[0]
-    assert event["event"]["data"]["status"] == "pending"
-    assert event["event"]["data"]["next_attempt_at"] is not None
-    assert event["event"]["data"]["last_error"] == {
+    event = (await events_of(database, job.id))[-1]
+    assert event["data"]["status"] == "pending"
+    assert event["data"]["next_attempt_at"] is not None
+    assert event["data"]["last_error"] == {
         "code": "STORAGE_UNAVAILABLE",
         "message": "refused",
     }

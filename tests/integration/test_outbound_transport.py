@@ -1,19 +1,26 @@
 """The guarded client against a real HTTP server on loopback: refused addresses are never
-connected to (the server sees nothing), the connection goes to the address that was checked,
-redirects are not followed (and a followed one is checked again), and no proxy is used."""
+connected to (the server sees nothing), the connection goes to the address that was checked
+while TLS checks the name, redirects are not followed (and a followed one is checked again),
+and no proxy is used."""
 
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from service.outbound.addresses import AddressPolicy, IPAddress
 from service.outbound.guard import DestinationGuard, UnsafeDestinationError
-from service.outbound.transport import guarded_client
+from service.outbound.transport import GuardedTransport, guarded_client
 from tests.support.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.integration
@@ -137,3 +144,58 @@ async def test_no_proxy_is_taken_from_the_environment(
         response = await loopback_ok.get(receiver.url("/direct"))
     assert response.status_code == 200
     assert len(receiver.received("/direct")) == 1
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """An HTTPS server on loopback with a certificate for `pinned.test` only, and a client
+    context that trusts that certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pinned.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("pinned.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_path, key_path)
+    with Receiver() as receiver:
+        receiver.wrap_socket(server_context)
+        yield receiver.port, ssl.create_default_context(cafile=str(cert_path))
+
+
+async def test_tls_is_checked_against_the_name_while_the_socket_goes_to_the_checked_address(
+    tls_server: tuple[int, ssl.SSLContext],
+) -> None:
+    port, trusting = tls_server
+
+    async def resolve(host: str, port: int) -> list[IPAddress]:
+        del host, port
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    guard = DestinationGuard(AddressPolicy(allow_loopback=True), resolve)
+    transport = GuardedTransport(guard, ssl_context=trusting)
+    async with httpx.AsyncClient(transport=transport, timeout=5) as pinned:
+        response = await pinned.get(f"https://pinned.test:{port}/secure")
+        assert response.status_code == 200
+        # The same address under a name the certificate does not carry: refused by TLS.
+        with pytest.raises(httpx.ConnectError, match="certificate"):
+            await pinned.get(f"https://impostor.test:{port}/secure")

@@ -69,3 +69,42 @@ async def test_pages_are_newest_first_and_cover_everything_once(database: Databa
 async def test_a_forged_cursor_is_an_invalid_request(database: Database) -> None:
     with pytest.raises(InvalidRequestError):
         await ReadModel(database).page("p", "export", status=None, limit=3, cursor="!!garbage")
+
+
+async def test_a_waiting_job_is_told_its_place_and_why_it_waits(database: Database) -> None:
+    model = ReadModel(database)
+    project = f"p{uuid.uuid4().hex[:6]}"
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    await model.apply(view(first, project, 1, "pending", "2025-12-01T00:00:01Z"))
+    await model.apply(view(second, project, 1, "pending", "2025-12-01T00:00:02Z"))
+    later = await model.get(project, "export", second)
+    assert later is not None
+    assert await model.waiting_info(later, max_running_per_project=2) == (
+        2,
+        "waiting for a free worker",
+    )
+
+    running = [str(uuid.uuid4()), str(uuid.uuid4())]
+    await model.apply(view(running[0], project, 2, "processing", "2025-12-01T00:00:00Z"))
+    assert await model.waiting_info(later, max_running_per_project=2) == (
+        2,
+        "waiting for a free worker",
+    )
+    await model.apply(view(running[1], project, 2, "processing", "2025-12-01T00:00:00Z"))
+    assert await model.waiting_info(later, max_running_per_project=2) == (
+        2,
+        "project limit of 2 running jobs reached",
+    )
+
+    retrying = {
+        **view(first, project, 3, "pending", "2025-12-01T00:00:01Z"),
+        "attempt": 1,
+        "next_attempt_at": "2999-01-01T00:00:00Z",
+        "last_error": {"code": "STORAGE_UNAVAILABLE"},
+    }
+    await model.apply(retrying)
+    stored = await model.get(project, "export", first)
+    assert stored is not None
+    position, reason = await model.waiting_info(stored, max_running_per_project=2)
+    assert position == 1
+    assert reason == "retrying after STORAGE_UNAVAILABLE at 2999-01-01T00:00:00Z (attempt 2)"

@@ -141,3 +141,31 @@ class RunningFerry:
         if waiting:
             logs = "\n".join(f"{p.name}:\n{p.log()[-2000:]}" for p in waiting)
             raise RuntimeError(f"not ready in {timeout}s:\n{logs}")
+
+
+def run_ferry(
+    env: dict[str, str], cwd: Path, *args: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """One `ferry ...` command, as a person would run it; cwd is a scratch directory, so no
+    .ferry/dev.env is found."""
+    return subprocess.run(
+        ferry_command(*args),
+        env={**base_env(), **env, "COLUMNS": "200"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def await_log_line(process: FerryProcess, marker: str, timeout: float = 60.0) -> None:
+    """Wait until `marker` appears in the process's log (it fails fast if the process exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker in process.log():
+            return
+        if process.process is None or process.process.poll() is not None:
+            raise RuntimeError(f"{process.name} exited:\n{process.log()[-3000:]}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{process.name} never logged {marker!r}:\n{process.log()[-3000:]}")

@@ -87,4 +87,5 @@ def isolated(connection: dict[str, str], *, fast_timings: bool = True) -> dict[s
         "FERRY_KAFKA__DEAD_LETTER_TOPIC": f"ferry.requests.dlq.{run}",
         "FERRY_KAFKA__INTAKE_GROUP": f"ferry-intake-{run}",
         "FERRY_KAFKA__READ_MODEL_GROUP": f"ferry-api-{run}",
+        "FERRY_KAFKA__WEBHOOKS_GROUP": f"ferry-webhooks-{run}",
     }

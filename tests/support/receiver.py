@@ -4,6 +4,7 @@ request (time, headers, body), so tests can verify signatures and count retries.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +12,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 refuses connections when a dispatcher sends dozens at once.
+    request_queue_size = 256
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,18 @@ class Reply:
 class Receiver:
     """Answers each path by its script (one reply per request, in order), then by `default`."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(
+        self, default: Reply | None = None, *, check: Callable[[Received], None] | None = None
+    ) -> None:
+        """`check` runs on each request as it arrives (e.g. to verify its signature while its
+        timestamp is fresh); what it raises is kept in `failures`."""
         self.default = default or Reply()
+        self.failures: list[BaseException] = []
+        self._check = check
         self._lock = threading.Lock()
         self._received: list[Received] = []
         self._scripts: dict[str, list[Reply]] = {}
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -48,6 +60,10 @@ class Receiver:
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def wrap_socket(self, context: ssl.SSLContext) -> None:
+        """Serve HTTPS with `context` (call before requests arrive)."""
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
 
     def script(self, path: str, *replies: Reply) -> None:
         with self._lock:
@@ -73,9 +89,12 @@ class Receiver:
                 return received
             await asyncio.sleep(0.05)
         received = self.received(path)
+        shown = "; ".join(
+            f"{r.method} {r.path} {r.headers.get('webhook-id')}" for r in received[-10:]
+        )
         raise AssertionError(
-            f"receiver condition not met in {timeout}s; got {len(received)} requests: "
-            + "; ".join(f"{r.method} {r.path} {r.headers.get('webhook-id')}" for r in received)
+            f"receiver condition not met in {timeout}s; got {len(received)} requests, the last: "
+            + shown
         )
 
     def __enter__(self) -> Self:
@@ -99,6 +118,12 @@ class Receiver:
     def _record(self, received: Received) -> None:
         with self._lock:
             self._received.append(received)
+        if self._check is not None:
+            try:
+                self._check(received)
+            except Exception as exc:  # noqa: BLE001 - kept for the test to report
+                with self._lock:
+                    self.failures.append(exc)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         receiver = self

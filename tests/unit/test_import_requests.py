@@ -67,6 +67,8 @@ def test_a_valid_request_is_a_pending_import_with_its_options() -> None:
         ({"list_ids": [0]}, "INVALID_REQUEST", "list_ids"),
         ({"format": "xlsx"}, "INVALID_REQUEST", "format"),
         ({"surprise": 1}, "INVALID_REQUEST", "surprise"),
+        ({"notify_url": "ftp://x.test/hook"}, "INVALID_NOTIFY_URL", "http"),
+        ({"notify_url": 7}, "INVALID_NOTIFY_URL", "string"),
     ],
 )
 def test_requests_that_cannot_run_are_failed_jobs_saying_why(
@@ -76,3 +78,11 @@ def test_requests_that_cannot_run_are_failed_jobs_saying_why(
     assert (job.status, job.kind, job.error_code) == (JobStatus.FAILED, "import", code)
     assert job.error_message is not None
     assert words in job.error_message
+
+
+def test_a_usable_notify_url_is_kept_even_on_a_request_that_cannot_run() -> None:
+    # The requester then hears of the failed job where it asked to.
+    hook = "https://crm.example.com/hooks/ferry"
+    assert parse(notify_url=hook).notify_url == hook
+    failed = parse(notify_url=hook, dataset="nope")
+    assert (failed.status, failed.notify_url) == (JobStatus.FAILED, hook)

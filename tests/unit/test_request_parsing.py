@@ -16,6 +16,7 @@ from service.exports.request import export_job_from_request
 from service.jobs.cancellation import CancelJob, cancel_from_request
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
+from service.jobs.view import job_view
 
 HANDLERS = {EXPORT_REQUESTED: export_job_from_request, CANCEL_REQUESTED: cancel_from_request}
 FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:00Z"}
@@ -121,6 +122,42 @@ def test_invalid_requests_with_a_project_become_failed_jobs(
     assert job.error_code == code
     assert says in (job.error_message or "")
     assert job.completed_at == job.created_at
+
+
+def test_a_notify_url_is_kept_on_the_job_and_shown_in_its_view() -> None:
+    url = "https://crm.example.com/hooks/ferry?tenant=7"
+    job = parse(event({"project_id": "proj_1", "filters": FILTERS, "notify_url": url}))
+    assert isinstance(job, Job)
+    assert job.status is JobStatus.PENDING
+    assert job.notify_url == url
+    assert job_view(job)["notify_url"] == url
+
+
+@pytest.mark.parametrize(
+    ("notify_url", "says"),
+    [
+        ("ftp://crm.example.com/x", "http:// or https://"),
+        ("crm.example.com/hook", "http:// or https://"),
+        ("https://user:secret@crm.example.com/", "credentials"),
+        (42, "must be a string"),
+    ],
+)
+def test_an_invalid_notify_url_fails_the_job_with_its_own_code(notify_url: Any, says: str) -> None:
+    job = parse(event({"project_id": "proj_1", "filters": FILTERS, "notify_url": notify_url}))
+    assert isinstance(job, Job)
+    assert job.status is JobStatus.FAILED
+    assert job.error_code == "INVALID_NOTIFY_URL"
+    assert (job.error_message or "").startswith("data.notify_url: ")
+    assert says in (job.error_message or "")
+    assert job.notify_url is None  # nothing is ever sent to it
+
+
+def test_a_failed_request_still_notifies_its_valid_notify_url() -> None:
+    url = "https://crm.example.com/hooks/ferry"
+    job = parse(event({"project_id": "proj_1", "filters": {}, "notify_url": url}))
+    assert isinstance(job, Job)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "INVALID_FILTER")
+    assert job.notify_url == url
 
 
 def test_a_cancel_request_names_the_job() -> None:
