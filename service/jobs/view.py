@@ -111,7 +111,11 @@ def job_view(job: Job) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "notify_url": job.notify_url,
     }
-    view.update(_import_fields(job) if job.kind == "import" else _filter_fields(job))
+    # Every kind carries the import fields (null on exports), so that a status event's data is
+    # exactly what /v1 shows for the job, whose model declares them.
+    view.update(_import_fields(job))
+    if job.kind != "import":
+        view.update(_filter_fields(job))
     result = job.result
     size: int | None = None
     sha256: str | None = None

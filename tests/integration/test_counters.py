@@ -24,7 +24,11 @@ async def test_concurrent_blocks_never_overlap(database: Database) -> None:
     taken = [
         n for first, size in zip(firsts, sizes, strict=True) for n in range(first, first + size)
     ]
-    assert sorted(taken) == list(range(1, sum(sizes) + 1))  # every number once, starting at 1
+    # Every number once. Not necessarily gapless: the embedded server answers the loser of the
+    # race to create the sequence with no document, and the retry skips that block.
+    assert len(set(taken)) == len(taken)
+    assert min(taken) == 1
+    assert max(taken) < 2 * sum(sizes)
 
 
 async def test_separate_sequences_and_a_floor(database: Database) -> None:
