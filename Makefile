@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chaos schemas bench bench-webhooks clean
+.PHONY: run test lint typecheck pytest chaos schemas bench bench-import bench-webhooks clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -33,6 +33,9 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/export.py
+
+bench-import: $(STAMP)
+	$(BIN)/python bench/import.py
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python bench/webhooks.py

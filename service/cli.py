@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 import uvicorn
@@ -17,11 +17,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from service.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from service.jobs.model import Job
 from service.logging import configure_logging
 from service.webhooks.commands import webhooks_app
 
 app = typer.Typer(
-    help="Ferry: export jobs requested over Kafka, run from a MongoDB ledger, served over HTTP.",
+    help="Ferry: export and import jobs requested over Kafka, run from a MongoDB ledger, "
+    "served over HTTP.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -217,18 +221,16 @@ def submit_export(
     asyncio.run(publish_request(settings.kafka, event))
     console.print(f"Published export request; job id {chosen_id}")
     if wait:
-        outcome = asyncio.run(_follow_job(settings, chosen_id, wait_seconds=timeout))
-        if outcome != "completed":
+        job = asyncio.run(_follow_job(settings, chosen_id, wait_seconds=timeout))
+        if job is None or not asyncio.run(_print_export_outcome(settings, job)):
             raise typer.Exit(1)
 
 
-async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -> str:
-    """Show the job's progress from the ledger until it finishes; print its download link."""
+async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -> Job | None:
+    """Show the job's progress from the ledger until it finishes; None if it did not in time."""
     from service.database import connect
-    from service.exports import files
     from service.jobs.ledger import Ledger
     from service.jobs.status import FINISHED
-    from service.storage import ObjectStore
 
     client = connect(settings.mongo, app_name="ferry-cli")
     ledger = Ledger(client[settings.mongo.database], event_source="/ferry/cli")
@@ -254,27 +256,159 @@ async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -
                         rows=job.progress.rows_processed,
                     )
                     if job.status in FINISHED:
-                        break
+                        return job
                 await asyncio.sleep(0.3)
-            else:
-                console.print(f"[yellow]Still not finished after {wait_seconds:.0f}s.[/]")
-                return "timeout"
-        if job.status.value != "completed" or job.result is None:
-            console.print(f"[red]Job {job.status.value}: {job.error_code}: {job.error_message}[/]")
-            return job.status.value
-        url = await ObjectStore(settings.s3).presigned_get(
-            job.result.object_key,
-            ttl=timedelta(seconds=settings.s3.presign_ttl_seconds),
-            filename=files.download_filename(job.dataset, job.id, job.format, job.compression),
-        )
-        console.print(
-            f"Completed: {job.result.row_count} rows, {job.result.file_size_bytes} bytes, "
-            f"sha256 {job.result.file_sha256}"
-        )
-        console.print(f"Download (valid {settings.s3.presign_ttl_seconds}s): {url}", soft_wrap=True)
-        return "completed"
+        console.print(f"[yellow]Still not finished after {wait_seconds:.0f}s.[/]")
+        return None
     finally:
         await client.close()
+
+
+async def _print_export_outcome(settings: Settings, job: Job) -> bool:
+    """The export's figures and a download link; False if it did not complete."""
+    from service.exports import files
+    from service.jobs.model import ExportResult
+    from service.storage import ObjectStore
+
+    if job.status.value != "completed" or not isinstance(job.result, ExportResult):
+        console.print(f"[red]Job {job.status.value}: {job.error_code}: {job.error_message}[/]")
+        return False
+    url = await ObjectStore(settings.s3).presigned_get(
+        job.result.object_key,
+        ttl=timedelta(seconds=settings.s3.presign_ttl_seconds),
+        filename=files.download_filename(job.dataset, job.id, job.format, job.compression),
+    )
+    console.print(
+        f"Completed: {job.result.row_count} rows, {job.result.file_size_bytes} bytes, "
+        f"sha256 {job.result.file_sha256}"
+    )
+    console.print(f"Download (valid {settings.s3.presign_ttl_seconds}s): {url}", soft_wrap=True)
+    return True
+
+
+@submit_app.command("import")
+def submit_import(
+    project: Annotated[str, typer.Option(help="Project id.")],
+    file: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, readable=True, help="The CSV to import.")
+    ],
+    dry_run: Annotated[bool, typer.Option(help="Count and report; write no contact.")] = False,
+    update_existing: Annotated[
+        bool, typer.Option(help="Update contacts the file matches (else leave them).")
+    ] = True,
+    empty_attributes: Annotated[
+        bool, typer.Option(help="Blank cells clear attributes (else leave them).")
+    ] = False,
+    list_id: Annotated[
+        list[int] | None, typer.Option(help="Add every imported contact to this list (repeat).")
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="e.g. latin-1; default UTF-8.")] = None,
+    job_id: Annotated[str | None, typer.Option(help="Choose the job id (a UUID).")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Repeats make no new job.")] = None,
+    notify_url: Annotated[
+        str | None, typer.Option(help="Also deliver the job's status changes here (webhooks).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the job and print its counts.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
+) -> None:
+    """Upload a CSV of contacts and publish an import request for it."""
+    from service.clock import uuid7
+    from service.events.contracts import is_valid_project_id
+    from service.events.submit import import_request, publish_request
+    from service.imports import files
+
+    if not is_valid_project_id(project):
+        _fail(f"invalid project id {project!r}")
+    settings = _settings()
+    chosen_id = job_id or uuid7()
+    key = files.upload_key(project, f"{chosen_id}.csv")
+    asyncio.run(_upload(settings, file, key, size=file.stat().st_size))
+    event = import_request(
+        project_id=project,
+        job_id=chosen_id,
+        source={"bucket": settings.s3.bucket, "key": key},
+        encoding=encoding,
+        update_existing=None if update_existing else False,
+        empty_attributes=empty_attributes or None,
+        list_ids=list_id or None,
+        dry_run=dry_run or None,
+        idempotency_key=idempotency_key,
+        notify_url=notify_url,
+    )
+    asyncio.run(publish_request(settings.kafka, event))
+    console.print(f"Published import request; job id {chosen_id}")
+    if wait:
+        job = asyncio.run(_follow_job(settings, chosen_id, wait_seconds=timeout))
+        if job is None or not asyncio.run(_print_import_outcome(settings, job)):
+            raise typer.Exit(1)
+
+
+async def _upload(settings: Settings, path: Path, key: str, *, size: int) -> None:
+    """The file to the bucket in parts, with a progress bar; memory stays at a part or two."""
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    from service.exports.object_writer import ObjectWriter
+    from service.storage import ObjectStore
+
+    writer = ObjectWriter(
+        ObjectStore(settings.s3),
+        key,
+        content_type="text/csv",
+        part_size=settings.s3.part_size_bytes,
+        gzip=False,
+    )
+    source = await asyncio.to_thread(path.open, "rb")
+    with (
+        Progress(
+            TextColumn("uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            console=console,
+        ) as bar,
+        source,
+    ):  # fmt: skip
+        task = bar.add_task("upload", total=size)
+        try:
+            while chunk := await asyncio.to_thread(source.read, 1 << 20):
+                await writer.write(chunk)
+                bar.advance(task, len(chunk))
+            await writer.close()
+        except BaseException:
+            await writer.abort()
+            raise
+
+
+async def _print_import_outcome(settings: Settings, job: Job) -> bool:
+    """The import's counts and links to its reports; False if it did not complete."""
+    from rich.table import Table
+
+    from service.imports import files
+    from service.imports.model import ImportResult
+    from service.storage import ObjectStore
+
+    if job.status.value != "completed" or not isinstance(job.result, ImportResult):
+        console.print(f"[red]Job {job.status.value}: {job.error_code}: {job.error_message}[/]")
+        return False
+    counts = job.result.counts
+    table = Table(title="Dry run: nothing was written" if job.result.dry_run else "Imported")
+    table.add_column("rows")
+    table.add_column("count", justify="right")
+    for name in ("rows_read", "created", "updated", "unchanged", "rejected"):
+        table.add_row(name, str(getattr(counts, name)))
+    for reason, count in sorted(counts.rejected_by_reason.items()):
+        table.add_row(f"  {reason}", str(count))
+    console.print(table)
+    console.print(
+        f"Completed: {counts.rows_read} rows read, {counts.created} created, "
+        f"{counts.updated} updated, {counts.unchanged} unchanged, {counts.rejected} rejected"
+    )
+    store = ObjectStore(settings.s3)
+    for name, report in job.result.reports.items():
+        url = await store.presigned_get(
+            report.key,
+            ttl=timedelta(seconds=settings.s3.presign_ttl_seconds),
+            filename=files.report_filename(name, job.id),
+        )
+        console.print(f"Report {name} ({report.rows} rows): {url}", soft_wrap=True)
+    return True
 
 
 @app.command()

@@ -199,6 +199,44 @@ class ExportSettings(BaseModel):
         return timedelta(seconds=self.record_retention_seconds)
 
 
+class ImportSettings(BaseModel):
+    """Contact imports: limits, and where files may come from."""
+
+    max_file_bytes: int = Field(
+        100 * 1024 * 1024,
+        gt=0,
+        description="Larger files fail with FILE_TOO_LARGE before any contact is written.",
+    )
+    max_rows: int = Field(
+        1_000_000,
+        gt=0,
+        description="Files with more data rows fail with FILE_TOO_LARGE before any contact is "
+        "written. Also bounds the memory duplicate detection takes (about 24 bytes per "
+        "identifier value).",
+    )
+    max_field_chars: int = Field(
+        1000, gt=0, description="Rows with a longer cell are rejected (`field_too_long`)."
+    )
+    batch_size: int = Field(
+        1000, gt=0, description="Rows matched and written to the database per batch."
+    )
+    source_buckets: str = Field(
+        "",
+        description="Comma-separated buckets besides Ferry's own that import requests may "
+        "name as their source (with any key). In Ferry's bucket only `uploads/{project_id}/` "
+        "may be read.",
+    )
+    fetch_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Connect and read timeout when fetching a source given as a URL.",
+    )
+
+    @property
+    def extra_source_buckets(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.source_buckets.split(",") if name.strip())
+
+
 class ApiSettings(BaseModel):
     """The read-only lookup API."""
 
@@ -340,6 +378,7 @@ class Settings(BaseSettings):
     s3: S3Settings = Field(default_factory=dict, validate_default=True)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    imports: ImportSettings = Field(default_factory=ImportSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)

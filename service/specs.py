@@ -21,10 +21,12 @@ from service.events.contracts import (
     CANCEL_REQUESTED,
     CLOUDEVENTS_CONTENT_TYPE,
     EXPORT_REQUESTED,
+    IMPORT_REQUESTED,
     JOB_STATUS_CHANGED,
     JOB_UPDATED,
     CancelRequested,
     ExportRequested,
+    ImportRequested,
     JobStatusChanged,
     JobUpdated,
 )
@@ -32,6 +34,10 @@ from service.webhooks.payload import WebhookPayload
 
 _EVENTS: dict[str, tuple[type[BaseModel], str]] = {
     EXPORT_REQUESTED: (ExportRequested, "Asks for an export. Key: the project id."),
+    IMPORT_REQUESTED: (
+        ImportRequested,
+        "Asks for a CSV file to be imported into a dataset (contacts). Key: the project id.",
+    ),
     CANCEL_REQUESTED: (
         CancelRequested,
         (
@@ -119,9 +125,10 @@ def asyncapi_document() -> dict[str, Any]:
         "channels": {
             "requests": {
                 "address": topics.requests_topic,
-                "description": "Export and cancel requests. Key: the project id.",
+                "description": "Export, import and cancel requests. Key: the project id.",
                 "messages": {
                     "ExportRequested": ref("ExportRequested"),
+                    "ImportRequested": ref("ImportRequested"),
                     "CancelRequested": ref("CancelRequested"),
                 },
             },
@@ -146,6 +153,7 @@ def asyncapi_document() -> dict[str, Any]:
                 "channel": {"$ref": "#/channels/requests"},
                 "messages": [
                     {"$ref": "#/channels/requests/messages/ExportRequested"},
+                    {"$ref": "#/channels/requests/messages/ImportRequested"},
                     {"$ref": "#/channels/requests/messages/CancelRequested"},
                 ],
             },

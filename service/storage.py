@@ -21,6 +21,7 @@ from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
 from service.config import S3Settings
+from service.errors import FerryError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,6 +31,24 @@ if TYPE_CHECKING:
 
 _RULE_ID = "ferry-abort-incomplete-uploads"
 _HTTP_RETRIES = 2
+_MISSING = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound", "NoSuchBucket"})
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+
+
+class ObjectChangedError(FerryError):
+    """An object was replaced while it was being read in parts."""
+
+    code = "SOURCE_CHANGED"
+
+    def __init__(self, bucket: str, key: str) -> None:
+        super().__init__(f"{bucket}/{key} changed while it was being read; submit it again")
 
 
 class ObjectStore:
@@ -122,13 +141,44 @@ class ObjectStore:
         await asyncio.to_thread(self._client.remove_object, self.bucket, key)
 
     async def size(self, key: str) -> int | None:
+        found = await self.stat(key)
+        return None if found is None else found.size
+
+    async def stat(self, key: str, *, bucket: str | None = None) -> StoredObject | None:
+        """Size and ETag of an object (of this bucket, or another the credentials can read);
+        None when it, or its bucket, does not exist."""
+        name = bucket or self.bucket
         try:
-            stat = await asyncio.to_thread(self._client.stat_object, self.bucket, key)
+            stat = await asyncio.to_thread(self._client.stat_object, name, key)
         except S3Error as exc:
-            if exc.code in {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}:
+            if exc.code in _MISSING:
                 return None
             raise
-        return stat.size
+        return StoredObject(name, key, stat.size or 0, (stat.etag or "").strip('"'))
+
+    def chunks(self, stored: StoredObject, *, chunk_size: int) -> Iterator[bytes]:
+        """The object's bytes in ranged reads of `chunk_size`, each checked to come from the same
+        version of the object. Blocking: iterate it on a worker thread. Each range is its own
+        request, so a dropped connection costs one chunk's retry, not the whole file."""
+        offset = 0
+        while offset < stored.size:
+            response: BaseHTTPResponse = self._client.get_object(
+                stored.bucket,
+                stored.key,
+                offset=offset,
+                length=min(chunk_size, stored.size - offset),
+            )
+            try:
+                if response.headers.get("ETag", "").strip('"') != stored.etag:
+                    raise ObjectChangedError(stored.bucket, stored.key)
+                data = response.read()
+            finally:
+                response.close()
+                response.release_conn()
+            if not data:
+                raise ObjectChangedError(stored.bucket, stored.key)  # shorter than it was
+            offset += len(data)
+            yield data
 
     async def read(self, key: str) -> bytes:
         """Whole object into memory: for tests and small files only."""

@@ -17,7 +17,8 @@ import structlog
 
 from service.config import Settings
 from service.database import connect
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED
+from service.datasets import ensure_dataset_indexes
+from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.events.dead_letters import DeadLetters
 from service.events.intake import RequestIntake
 from service.events.kafka import (
@@ -30,6 +31,9 @@ from service.events.outbox import OutboxRelay
 from service.exports.expiry import ExpirySweeper
 from service.exports.exporter import Exporter
 from service.exports.request import export_job_from_request
+from service.imports.importer import Importer
+from service.imports.request import ImportRequests
+from service.imports.sources import Sources
 from service.jobs.cancellation import cancel_from_request
 from service.jobs.instrumented import InstrumentedExecutor
 from service.jobs.ledger import Ledger
@@ -38,6 +42,8 @@ from service.leadership import Leadership
 from service.observability.health import Check, dependency_checks, serving_health
 from service.observability.metrics import JOBS_RUNNING, set_build_info
 from service.observability.sampler import MetricsSampler
+from service.outbound.addresses import AddressPolicy
+from service.outbound.guard import DestinationGuard
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -93,9 +99,23 @@ async def run_worker(
         part_size=settings.s3.part_size_bytes,
         escape_formulas=settings.export.escape_formulas,
     )
+    importer = Importer(
+        database,
+        store,
+        Sources(
+            store,
+            DestinationGuard(AddressPolicy.from_settings(settings.outbound)),
+            max_bytes=settings.imports.max_file_bytes,
+            timeout=settings.imports.fetch_timeout_seconds,
+            part_size=settings.s3.part_size_bytes,
+        ),
+        settings.imports,
+        part_size=settings.s3.part_size_bytes,
+        escape_formulas=settings.export.escape_formulas,
+    )
     runner = Runner(
         ledger,
-        {"export": InstrumentedExecutor(exporter)},
+        {"export": InstrumentedExecutor(exporter), "import": InstrumentedExecutor(importer)},
         settings.worker,
         owner=owner,
         retention=settings.export.retention,
@@ -103,7 +123,14 @@ async def run_worker(
     intake = RequestIntake(
         ledger,
         DeadLetters(dead_letter_publisher(broker, settings.kafka)),
-        handlers={EXPORT_REQUESTED: export_job_from_request, CANCEL_REQUESTED: cancel_from_request},
+        handlers={
+            EXPORT_REQUESTED: export_job_from_request,
+            IMPORT_REQUESTED: ImportRequests(
+                own_bucket=settings.s3.bucket,
+                source_buckets=settings.imports.extra_source_buckets,
+            ),
+            CANCEL_REQUESTED: cancel_from_request,
+        },
         max_event_bytes=settings.kafka.max_event_bytes,
         on_accepted=runner.wake,
     )
@@ -139,7 +166,8 @@ async def run_worker(
 
     async with serving_health(settings.observability, readiness=readiness, liveness=liveness):
         await ledger.ensure_indexes()
-        await exporter.ensure_indexes()
+        # The datasets' indexes: those exports read by and the unique ones imports rely on.
+        await ensure_dataset_indexes(database)
         await store.ensure_bucket()
         # Jobs need no broker: run them while the intake joins its consumer group, which takes
         # seconds (longer while a crashed member times out). A replacement worker then picks up

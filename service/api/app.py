@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from service.api import envelope
 from service.api.dependencies import Services
 from service.api.exports import router as exports_router
+from service.api.imports import router as imports_router
 from service.api.instrumentation import HttpMetrics
 from service.api.keys import ApiKeys
+from service.api.processes import router as processes_router
 from service.api.read_model import ReadModel
 from service.api.status_feed import subscribe_status_feed
 from service.config import Settings
@@ -59,11 +61,15 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title=API_TITLE,
         version=API_VERSION,
-        description="Read-only lookup of Ferry's export jobs, in HookBridge's shape.",
+        description="Read-only lookup of Ferry's jobs: exports and imports in HookBridge's shape "
+        "(/v1, `Authorization: Bearer <key>`), and every job in Brevo's background-process "
+        "shape (/v3/processes, `api-key: <key>`).",
         lifespan=lifespan,
     )
     envelope.install(app)
     app.add_middleware(HttpMetrics)
     app.include_router(exports_router)
+    app.include_router(imports_router)
+    app.include_router(processes_router)
     app.include_router(health_router)
     return app

@@ -1,6 +1,7 @@
 """HookBridge's envelope: `{"data": ..., "meta": {"request_id": ...}}`, and for errors
 `{"error": {"code": ..., "message": ...}, "meta": {...}}`. Every error, whatever raised it, is
-rendered here."""
+turned into a status, a code and a message here, and rendered in the shape of the request's
+API surface (service/api/surfaces.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.surfaces import surface_for
 from service.errors import FerryError
 
 log = structlog.get_logger(__name__)
@@ -51,11 +52,7 @@ def envelope(request: Request, data: object, **meta: object) -> dict[str, Any]:
 
 
 def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
-    body = {
-        "error": {"code": code, "message": message},
-        "meta": {"request_id": request_id(request)},
-    }
-    return JSONResponse(jsonable_encoder(body), status_code=status)
+    return surface_for(request.url.path).error(request, status, code, message)
 
 
 def install(app: FastAPI) -> None:

@@ -5,7 +5,7 @@ A job of another project answers exactly like a missing one, so ids reveal nothi
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,9 +13,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from service.api.dependencies import ProjectDep, ServicesDep
+from service.api.dependencies import ProjectDep, Services, ServicesDep
 from service.api.envelope import ErrorEnvelope, envelope
-from service.clock import rfc3339, utcnow
+from service.api.links import SignedLink, file_expiry, signed_link
+from service.api.waiting import with_waiting_info
+from service.clock import utcnow
 from service.errors import ExportExpiredError, ExportNotReadyError, NotFoundError
 from service.exports import files
 from service.jobs.status import JobStatus
@@ -77,7 +79,7 @@ async def list_exports(
         limit=limit,
         cursor=cursor,
     )
-    views = [await _with_waiting_info(services, view) for view in views]
+    views = [await with_waiting_info(services, view) for view in views]
     return envelope(request, views, has_more=next_cursor is not None, next_cursor=next_cursor)
 
 
@@ -86,7 +88,7 @@ async def get_export(
     request: Request, services: ServicesDep, project_id: ProjectDep, export_id: UUID
 ) -> dict[str, Any]:
     view = await _view(services, project_id, export_id)
-    return envelope(request, await _with_waiting_info(services, view))
+    return envelope(request, await with_waiting_info(services, view))
 
 
 @router.get(
@@ -106,7 +108,7 @@ async def download_export(
     request: Request, services: ServicesDep, project_id: ProjectDep, export_id: UUID
 ) -> JSONResponse:
     view = await _view(services, project_id, export_id)
-    expires_at = datetime.fromisoformat(view["expires_at"]) if view.get("expires_at") else None
+    expires_at = file_expiry(view)
     now = utcnow()
     if view["status"] == JobStatus.EXPIRED or (
         view["status"] == JobStatus.COMPLETED and expires_at is not None and expires_at <= now
@@ -114,31 +116,25 @@ async def download_export(
         raise ExportExpiredError(f"export {export_id} has expired and its file was deleted")
     if view["status"] != JobStatus.COMPLETED or expires_at is None:
         raise ExportNotReadyError(f"export {export_id} is {view['status']}, not completed")
-    ttl = min(
-        timedelta(seconds=services.settings.s3.presign_ttl_seconds),
-        expires_at - now,
-    )
-    args = (view["project_id"], view["id"], view["format"], view["compression"])
-    url = await services.store.presigned_get(
-        files.object_key(*args),
-        ttl=max(ttl, timedelta(seconds=1)),
-        filename=files.download_filename(view["dataset"], *args[1:]),
-    )
-    body = envelope(request, {"url": url, "expires_at": rfc3339(now + ttl)})
+    link = await export_link(services, view)
+    if link is None:
+        raise ExportExpiredError(f"export {export_id} has expired and its file was deleted")
+    body = envelope(request, link.model_dump())
     response = JSONResponse(body, status_code=302)
-    response.headers["Location"] = url
+    response.headers["Location"] = link.url
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-async def _with_waiting_info(services: ServicesDep, view: dict[str, Any]) -> dict[str, Any]:
-    # Computed when asked: the queue moves without any event of this job.
-    if view["status"] != JobStatus.PENDING:
-        return view
-    position, reason = await services.read_model.waiting_info(
-        view, max_running_per_project=services.settings.worker.max_running_per_project
+async def export_link(services: Services, view: dict[str, Any]) -> SignedLink | None:
+    """A fresh link to a completed export's file."""
+    args = (view["project_id"], view["id"], view["format"], view["compression"])
+    return await signed_link(
+        services,
+        files.object_key(*args),
+        expires_at=file_expiry(view),
+        filename=files.download_filename(view["dataset"], *args[1:]),
     )
-    return {**view, "queue_position": position, "waiting_reason": reason}
 
 
 async def _view(services: ServicesDep, project_id: str, export_id: UUID) -> dict[str, Any]:

@@ -55,6 +55,11 @@ class ReadModel:
                         ("_id", DESCENDING),
                     ]
                 ),
+                # Brevo's /v3/processes: one project's jobs of every kind, by process id.
+                IndexModel(
+                    [("project_id", 1), ("process_id", 1)],
+                    partialFilterExpression={"process_id": {"$type": "number"}},
+                ),
                 # Views go when the ledger's records go.
                 IndexModel([("purge_at", 1)], expireAfterSeconds=0),
             ]
@@ -71,6 +76,8 @@ class ReadModel:
             "created_at": datetime.fromisoformat(view["created_at"]),
             "view": view,
         }
+        if view.get("process_id") is not None:
+            document["process_id"] = int(view["process_id"])
         if view["status"] in _FINISHED:
             ended = view.get("expires_at") or view.get("completed_at") or view["created_at"]
             document["purge_at"] = datetime.fromisoformat(ended) + self._record_retention
@@ -87,6 +94,27 @@ class ReadModel:
             {"_id": job_id, "project_id": project_id, "kind": kind}
         )
         return None if document is None else dict(document["view"])
+
+    async def process(self, project_id: str, process_id: int) -> dict[str, Any] | None:
+        """The job with Brevo process id `process_id`, if it belongs to `project_id`."""
+        document = await self._views.find_one({"project_id": project_id, "process_id": process_id})
+        return None if document is None else dict(document["view"])
+
+    async def processes(
+        self, project_id: str, *, limit: int, offset: int, newest_first: bool
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One page of a project's jobs of every kind by process id (creation order), and how
+        many there are in all. Jobs recorded before process ids existed have none: not listed."""
+        query = {"project_id": project_id, "process_id": {"$type": "number"}}
+        total = await self._views.count_documents(query)
+        documents = (
+            await self._views.find(query)
+            .sort("process_id", DESCENDING if newest_first else 1)
+            .skip(offset)
+            .limit(limit)
+            .to_list()
+        )
+        return total, [dict(document["view"]) for document in documents]
 
     async def page(
         self,

@@ -7,6 +7,9 @@ import pkgutil
 from functools import cache
 from typing import Any
 
+from pymongo import IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
 from service.datasets.base import Dataset
 from service.errors import InvalidRequestError
 
@@ -20,6 +23,20 @@ def all_datasets() -> dict[str, Dataset[Any]]:
         if isinstance(dataset, Dataset):
             found[dataset.name] = dataset
     return found
+
+
+async def ensure_dataset_indexes(database: AsyncDatabase[dict[str, Any]]) -> None:
+    """Every dataset's indexes: those exports read by and the unique ones imports rely on."""
+    for dataset in all_datasets().values():
+        models = [IndexModel(list(keys)) for keys in dataset.indexes]
+        models += [
+            IndexModel(list(index.keys), unique=True, partialFilterExpression=index.partial)
+            if index.partial
+            else IndexModel(list(index.keys), unique=True)
+            for index in dataset.unique_indexes
+        ]
+        if models:
+            await database[dataset.collection].create_indexes(models)
 
 
 def get_dataset(name: str) -> Dataset[Any]:

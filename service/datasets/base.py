@@ -1,13 +1,15 @@
 """What a dataset declares so it can be exported: its collection, filters, columns and rows.
 
 A dataset is one module in this package exposing `DATASET`; the registry finds it, so adding a
-dataset touches nothing else.
+dataset touches nothing else. A column's field may be a dotted path into a nested document
+(`attributes.FIRSTNAME`), and a dataset may accept column names beyond its fixed list
+(`column_for`), e.g. one per attribute its records carry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -18,7 +20,7 @@ from service.errors import InvalidRequestError
 FiltersT = TypeVar("FiltersT", bound=BaseModel)
 
 Document = Mapping[str, Any]
-Cell = str | int | float | bool | datetime | None
+Cell = str | int | float | bool | datetime | list[int] | None
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,21 @@ class Column:
 
 
 @dataclass(frozen=True)
+class UniqueIndex:
+    """A unique index; `partial` limits it to documents that have the field (absent values
+    must not collide)."""
+
+    keys: tuple[tuple[str, int], ...]
+    partial: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Dataset(Generic[FiltersT]):
-    """A collection that can be exported, filtered by a typed filter model."""
+    """A collection that can be exported, filtered by a typed filter model.
+
+    `process_names` names the dataset's jobs in Brevo's process view, per job kind; a dataset
+    that can be imported into says so with `importable`.
+    """
 
     name: str
     collection: str
@@ -41,6 +56,9 @@ class Dataset(Generic[FiltersT]):
     columns: tuple[Column, ...]
     sort: tuple[tuple[str, int], ...]
     indexes: tuple[tuple[tuple[str, int], ...], ...]
+    unique_indexes: tuple[UniqueIndex, ...] = ()
+    process_names: Mapping[str, str] = field(default_factory=dict)
+    importable: bool = False
 
     def parse_filters(self, raw: Mapping[str, Any]) -> FiltersT:
         """Validate request filters; the error says which filter is wrong and how."""
@@ -57,16 +75,19 @@ class Dataset(Generic[FiltersT]):
         if not requested:
             return self.columns
         by_name = {column.name: column for column in self.columns}
-        unknown = [name for name in requested if name not in by_name]
+        chosen = [by_name.get(name) or self.column_for(name) for name in requested]
+        unknown = [name for name, column in zip(requested, chosen, strict=True) if column is None]
         if unknown:
             raise InvalidRequestError(
                 f"unknown columns {unknown} for dataset {self.name!r}; "
-                f"choose from {[column.name for column in self.columns]}",
+                f"choose from {[column.name for column in self.columns]}"
+                f"{self.more_columns_hint()}",
                 code="INVALID_COLUMNS",
             )
-        if len(set(requested)) != len(requested):
+        selected = tuple(column for column in chosen if column is not None)
+        if len({column.name for column in selected}) != len(selected):
             raise InvalidRequestError("columns must not repeat a name", code="INVALID_COLUMNS")
-        return tuple(by_name[name] for name in requested)
+        return selected
 
     def query(self, project_id: str, filters: FiltersT) -> dict[str, Any]:
         """The MongoDB filter for one project's rows; datasets override `filter_query`."""
@@ -76,6 +97,18 @@ class Dataset(Generic[FiltersT]):
 
     def filter_query(self, filters: FiltersT) -> dict[str, Any]:
         raise NotImplementedError
+
+    def column_for(self, name: str) -> Column | None:  # noqa: ARG002
+        """A column beyond the fixed list, or None: most datasets have none."""
+        return None
+
+    def more_columns_hint(self) -> str:
+        """Appended to the unknown-column error when `column_for` accepts more names."""
+        return ""
+
+    def process_name(self, kind: str) -> str:
+        """The job's `name` in Brevo's process view."""
+        return self.process_names.get(kind, f"{self.name}_{kind}".upper())
 
     def view_fields(self, filters: FiltersT) -> dict[str, Any]:
         """How the filters appear in the job as the API shows it (`filter_<name>` by default)."""

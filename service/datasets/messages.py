@@ -139,4 +139,5 @@ DATASET = MessagesDataset(
     ),
     sort=(("created_at", 1), ("_id", 1)),
     indexes=((("project_id", 1), ("direction", 1), ("created_at", 1), ("_id", 1)),),
+    process_names={"export": "EXPORT_WEBHOOK"},
 )

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PositiveInt
 
 from service.clock import rfc3339
 from service.jobs.model import Compression, ExportFormat
@@ -20,11 +20,12 @@ from service.jobs.view import JobView
 from service.outbound.urls import MAX_URL_LENGTH, check_http_url
 
 EXPORT_REQUESTED = "ferry.export.requested.v1"
+IMPORT_REQUESTED = "ferry.import.requested.v1"
 JOB_STATUS_CHANGED = "ferry.job.status_changed.v1"
 JOB_UPDATED = "ferry.job.updated.v1"
 CANCEL_REQUESTED = "ferry.job.cancel_requested.v1"
 
-REQUEST_TYPES = frozenset({EXPORT_REQUESTED, CANCEL_REQUESTED})
+REQUEST_TYPES = frozenset({EXPORT_REQUESTED, IMPORT_REQUESTED, CANCEL_REQUESTED})
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
@@ -110,6 +111,83 @@ class ExportRequestedData(BaseModel):
 class ExportRequested(CloudEvent):
     type: Literal["ferry.export.requested.v1"]
     data: ExportRequestedData
+
+
+class ObjectSource(BaseModel):
+    """An object already uploaded to the object store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(
+        min_length=3,
+        max_length=63,
+        description="Ferry's bucket (keys under `uploads/{project_id}/`), or one the operator "
+        "allows with FERRY_IMPORTS__SOURCE_BUCKETS.",
+    )
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class UrlSource(BaseModel):
+    """A file Ferry fetches over HTTP(S), through the same SSRF guard as webhooks: the host must
+    resolve to public addresses only; redirects are not followed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, AfterValidator(check_http_url)] = Field(examples=["https://x.test/c.csv"])
+
+
+class ImportRequestedData(BaseModel):
+    """`data` of `ferry.import.requested.v1`: import a CSV file into a dataset (`contacts`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: ProjectId
+    job_id: UUID | None = Field(
+        None,
+        description="Chosen by the caller to know the job id up front; else Ferry makes a UUIDv7.",
+    )
+    dataset: str = Field("contacts", description="What to import into: `contacts`.")
+    source: ObjectSource | UrlSource
+    format: Literal["csv"] = "csv"
+    encoding: str | None = Field(
+        None,
+        max_length=40,
+        description="The file's encoding (a codec name such as `latin-1` or `cp1252`). Default: "
+        "UTF-8 with or without a BOM (or UTF-16 when the file starts with its BOM).",
+    )
+    update_existing: bool = Field(
+        default=True,
+        description="Rows matching an existing contact update it; false leaves it untouched.",
+    )
+    empty_attributes: bool = Field(
+        default=False,
+        description="Blank attribute cells clear the attribute; by default they leave it as is.",
+    )
+    list_ids: list[PositiveInt] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Lists every created or updated contact is added to.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Count and write the reports as a real import would; write no contact.",
+    )
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Requests repeating a key make no second job.",
+    )
+    notify_url: NotifyUrl | None = Field(
+        None,
+        description="An http(s) URL that also receives every status change of this job as a "
+        "signed webhook (signed with the project's webhook secret).",
+    )
+
+
+class ImportRequested(CloudEvent):
+    type: Literal["ferry.import.requested.v1"]
+    data: ImportRequestedData
 
 
 class CancelRequestedData(BaseModel):

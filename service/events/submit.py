@@ -1,5 +1,5 @@
 """Building and publishing requests, for the CLI, the demo and tests: what an upstream service
-does when it asks Ferry for an export."""
+does when it asks Ferry for an export or an import."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from aiokafka import AIOKafkaProducer
 
 from service.clock import utcnow, uuid7
 from service.config import KafkaSettings
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, make_event
+from service.events.contracts import (
+    CANCEL_REQUESTED,
+    EXPORT_REQUESTED,
+    IMPORT_REQUESTED,
+    make_event,
+)
 
 
 def export_request(
@@ -42,6 +47,46 @@ def export_request(
         event_id=uuid7(),
         source=source,
         event_type=EXPORT_REQUESTED,
+        subject=project_id,
+        time=utcnow(),
+        data={name: value for name, value in data.items() if value is not None},
+    )
+
+
+def import_request(
+    *,
+    project_id: str,
+    source: dict[str, str],
+    dataset: str = "contacts",
+    job_id: str | None = None,
+    encoding: str | None = None,
+    update_existing: bool | None = None,
+    empty_attributes: bool | None = None,
+    list_ids: list[int] | None = None,
+    dry_run: bool | None = None,
+    idempotency_key: str | None = None,
+    notify_url: str | None = None,
+    source_uri: str = "/ferry/cli",
+) -> dict[str, Any]:
+    """A `ferry.import.requested.v1` CloudEvent. Options left out take their defaults."""
+    data: dict[str, Any] = {
+        "project_id": project_id,
+        "job_id": job_id,
+        "dataset": dataset,
+        "source": source,
+        "format": "csv",
+        "encoding": encoding,
+        "update_existing": update_existing,
+        "empty_attributes": empty_attributes,
+        "list_ids": list_ids,
+        "dry_run": dry_run,
+        "idempotency_key": idempotency_key,
+        "notify_url": notify_url,
+    }
+    return make_event(
+        event_id=uuid7(),
+        source=source_uri,
+        event_type=IMPORT_REQUESTED,
         subject=project_id,
         time=utcnow(),
         data={name: value for name, value in data.items() if value is not None},

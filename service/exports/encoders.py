@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ class CsvEncoder:
     def __init__(self, columns: Sequence[Column], *, escape_formulas: bool) -> None:
         self._names = [column.name for column in columns]
         self._fields = [column.field for column in columns]
+        self._nested = nested_fields(columns)
         self._escape_formulas = escape_formulas
 
     def header(self) -> bytes:
@@ -40,9 +41,10 @@ class CsvEncoder:
     def encode(self, rows: Sequence[Document]) -> bytes:
         fields = self._fields
         cell = self._cell
+        rows = flattened(rows, self._nested)
         return self._write([[cell(row.get(field)) for field in fields] for row in rows])
 
-    def _cell(self, value: Cell) -> str | int | float:
+    def _cell(self, value: Cell) -> str | int | float:  # noqa: PLR0911 - one return per type
         if value is None:
             return ""
         if isinstance(value, str):
@@ -53,6 +55,8 @@ class CsvEncoder:
             return "true" if value else "false"
         if isinstance(value, datetime):
             return rfc3339(value)
+        if isinstance(value, list):
+            return ",".join(str(item) for item in value)
         return value
 
     @staticmethod
@@ -65,6 +69,7 @@ class CsvEncoder:
 class JsonLinesEncoder:
     def __init__(self, columns: Sequence[Column]) -> None:
         self._columns = [(column.name, column.field) for column in columns]
+        self._nested = nested_fields(columns)
 
     def header(self) -> bytes:
         return b""
@@ -74,8 +79,31 @@ class JsonLinesEncoder:
             ensure_ascii=False, separators=(",", ":"), default=_json_default
         ).encode
         columns = self._columns
+        rows = flattened(rows, self._nested)
         lines = [dumps({name: row.get(field) for name, field in columns}) for row in rows]
         return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def nested_fields(columns: Sequence[Column]) -> list[str]:
+    """The columns' dotted fields (`attributes.FIRSTNAME`), which a plain `get` cannot reach."""
+    return [column.field for column in columns if "." in column.field]
+
+
+def flattened(rows: Sequence[Document], nested: list[str]) -> Sequence[Document]:
+    """`rows` with each dotted field also readable at its dotted name. Rows without nested
+    columns pass through untouched, so datasets with flat documents pay nothing."""
+    if not nested:
+        return rows
+    return [{**row, **{path: _dig(row, path) for path in nested}} for row in rows]
+
+
+def _dig(row: Document, path: str) -> object:
+    value: object = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
 
 
 def _json_default(value: object) -> str:

@@ -1,4 +1,5 @@
-"""Expiry: a completed export's file is deleted at `expires_at` and the job becomes `expired`."""
+"""Expiry: a completed job's files (an export's file, an import's reports) are deleted at
+`expires_at` and the job becomes `expired`."""
 
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ class ExpirySweeper:
         expired = 0
         for job in await self._ledger.due_for_expiry(utcnow(), limit=self._batch_size):
             # File first, then the status: a crash in between only repeats a harmless delete.
-            if job.result is not None:
-                await self._store.delete(job.result.object_key)
+            for key in job.result.object_keys() if job.result is not None else []:
+                await self._store.delete(key)
             if await self._ledger.expire(job.id) is not None:
                 expired += 1
-                log.info("export.expired", job_id=job.id, project_id=job.project_id)
+                log.info("job.expired", kind=job.kind, job_id=job.id, project_id=job.project_id)
         return expired

@@ -17,7 +17,7 @@ import structlog
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 
-from service.datasets import all_datasets, get_dataset
+from service.datasets import get_dataset
 from service.datasets.base import Document
 from service.exports import files
 from service.exports.encoders import make_encoder
@@ -47,11 +47,6 @@ class Exporter:
         self._batch_size = batch_size
         self._part_size = part_size
         self._escape_formulas = escape_formulas
-
-    async def ensure_indexes(self) -> None:
-        for dataset in all_datasets().values():
-            for keys in dataset.indexes:
-                await self._db[dataset.collection].create_index(list(keys))
 
     async def run(self, job: Job, context: JobContext) -> ExportResult:
         dataset = get_dataset(job.dataset)

@@ -10,7 +10,7 @@ import time
 import structlog
 
 from service.jobs.context import JobContext
-from service.jobs.model import ExportResult, Job
+from service.jobs.model import Job, JobResult
 from service.jobs.runner import Executor
 from service.observability.metrics import JOB_DURATION, JOB_ROWS_PER_SECOND
 
@@ -19,7 +19,7 @@ class InstrumentedExecutor:
     def __init__(self, inner: Executor) -> None:
         self._inner = inner
 
-    async def run(self, job: Job, context: JobContext) -> ExportResult:
+    async def run(self, job: Job, context: JobContext) -> JobResult:
         started = time.perf_counter()
         outcome = "failed"
         # The runner starts each job in its own task, so these bindings stay with this job.

@@ -21,10 +21,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow, uuid7
+from service.counters import PROCESS_IDS, Counters
 from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.events.outbox import outbox_entry
-from service.jobs.model import ExportResult, Job, LastError, Progress
+from service.jobs.model import Job, JobResult, LastError, Progress
 from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus, allowed_from
 from service.jobs.view import job_view
@@ -118,6 +119,7 @@ class Ledger:
         self._db = database
         self._jobs = database[JOBS_COLLECTION]
         self._slots = ProjectSlots(database)
+        self._counters = Counters(database)
         self._source = event_source
         self._record_retention = record_retention
         self._on_event = on_event
@@ -151,8 +153,11 @@ class Ledger:
     async def accept(self, job: Job) -> Accepted:
         """Record a new job, once: a repeat of its job id, idempotency key or CloudEvent
         (source + id) makes no second job."""
+        # Taken before the insert (see service/counters.py); a duplicate skips its number.
+        process_id = await self._counters.take(PROCESS_IDS)
         job = job.model_copy(
             update={
+                "process_id": process_id,
                 "run_after": job.created_at,
                 "purge_at": job.created_at + self._record_retention
                 if job.status is JobStatus.FAILED
@@ -384,7 +389,7 @@ class Ledger:
 
     # Outcomes ------------------------------------------------------------------------------
 
-    async def complete(self, lease: Lease, result: ExportResult, *, retention: timedelta) -> Job:
+    async def complete(self, lease: Lease, result: JobResult, *, retention: timedelta) -> Job:
         now = utcnow()
         update = self._finish_update(
             JobStatus.COMPLETED,

@@ -8,9 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.clock import as_utc
+from service.imports.model import ImportOptions, ImportResult, ImportSource
 from service.jobs.status import JobStatus
 
-JobKind = Literal["export"]
+JobKind = Literal["export", "import"]
 ExportFormat = Literal["csv", "jsonl"]
 Compression = Literal["none", "gzip"]
 
@@ -35,6 +36,13 @@ class ExportResult(BaseModel):
     file_size_bytes: int
     file_sha256: str
 
+    def object_keys(self) -> list[str]:
+        return [self.object_key]
+
+
+# Told apart by their fields: an export's has `object_key`, an import's `counts`.
+JobResult = ExportResult | ImportResult
+
 
 class Job(BaseModel):
     """A job in the ledger. `version` increases by one with every change that is published."""
@@ -44,6 +52,9 @@ class Job(BaseModel):
     id: str = Field(alias="_id")
     project_id: str
     kind: JobKind = "export"
+    # Brevo's integer id of the job (`/v3/processes/{id}`), unique and increasing per
+    # installation; assigned when the job is recorded.
+    process_id: int | None = None
     dataset: str
     format: ExportFormat = "csv"
     compression: Compression = "none"
@@ -56,6 +67,9 @@ class Job(BaseModel):
     notify_url: str | None = None
     request_source: str
     request_id: str
+    # Imports only: where the file is and how to read and apply it.
+    source: ImportSource | None = None
+    options: ImportOptions | None = None
 
     status: JobStatus
     version: int = 1
@@ -73,7 +87,7 @@ class Job(BaseModel):
     cancel_reason: str | None = None
     progress: Progress = Field(default_factory=Progress)
 
-    result: ExportResult | None = None
+    result: JobResult | None = None
     last_error: LastError | None = None
     error_code: str | None = None
     error_message: str | None = None

@@ -26,7 +26,7 @@ from service.errors import LeaseLostError
 from service.jobs.context import JobContext
 from service.jobs.failures import classify
 from service.jobs.ledger import ClaimPolicy, Lease, Ledger
-from service.jobs.model import ExportResult, Job
+from service.jobs.model import Job, JobResult
 
 log = structlog.get_logger(__name__)
 BoundLog = structlog.typing.FilteringBoundLogger
@@ -35,7 +35,7 @@ _MAX_CLAIM_BACKOFF_SECONDS = 5.0
 
 
 class Executor(Protocol):
-    async def run(self, job: Job, context: JobContext) -> ExportResult: ...
+    async def run(self, job: Job, context: JobContext) -> JobResult: ...
 
 
 class _Stop(Enum):
@@ -149,7 +149,6 @@ class Runner:
             bound.info(
                 f"{job.kind}.completed",
                 rows=result.row_count,
-                bytes=result.file_size_bytes,
                 seconds=round(time.monotonic() - started, 3),
             )
         except LeaseLostError:
@@ -172,7 +171,7 @@ class Runner:
                 await watcher
 
     async def _watch(
-        self, lease: Lease, work: asyncio.Task[ExportResult], stopped: list[_Stop]
+        self, lease: Lease, work: asyncio.Task[JobResult], stopped: list[_Stop]
     ) -> None:
         """Renew the lease every heartbeat; look for a cancellation request more often."""
         last_beat = time.monotonic()

@@ -4,12 +4,14 @@ webhooks and any other consumer see one shape, built in one place."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.clock import rfc3339
 from service.datasets import get_dataset
 from service.errors import InvalidRequestError
+from service.imports.model import ImportCounts, ImportOptions, ImportResult, ReportFile
 from service.jobs.model import Compression, ExportFormat, Job, JobKind, LastError, Progress
 from service.jobs.status import JobStatus
 
@@ -17,14 +19,20 @@ from service.jobs.status import JobStatus
 class JobView(BaseModel):
     """A job in HookBridge's export shape, plus Ferry's additions (`progress`, `version`, ...).
 
-    Each dataset adds its filters as `filter_<name>` fields (for `messages`: `filter_start_time`,
-    `filter_end_time`, `filter_status`, `filter_endpoint_id`, `filter_inbound_endpoint_id`, and
-    `direction`), so they are allowed as extra properties.
+    Imports have the same shape plus `source`, `options`, `counts` and `reports`, and no filters.
+    Each dataset adds its export filters as `filter_<name>` fields (for `messages`:
+    `filter_start_time`, `filter_end_time`, `filter_status`, `filter_endpoint_id`,
+    `filter_inbound_endpoint_id`, and `direction`), so they are allowed as extra properties.
     """
 
     model_config = ConfigDict(extra="allow")
 
     id: str = Field(description="Job id (a UUID; UUIDv7 when Ferry chose it).")
+    process_id: int | None = Field(
+        None,
+        description="Brevo's process id (`/v3/processes/{id}`): unique and increasing per "
+        "installation.",
+    )
     project_id: str
     kind: JobKind
     dataset: str
@@ -36,11 +44,27 @@ class JobView(BaseModel):
     notify_url: str | None = Field(
         None, description="Where the requester asked for this job's status changes (webhooks)."
     )
-    row_count: int | None = Field(None, description="Rows in the file, after completion.")
-    file_size_bytes: int | None = Field(
-        None, description="Bytes of the file as stored, after completion."
+    row_count: int | None = Field(
+        None, description="Rows in the file, after completion (imports: rows read)."
     )
-    file_sha256: str | None = Field(None, description="SHA-256 of the file as stored (hex).")
+    file_size_bytes: int | None = Field(
+        None, description="Bytes of the file as stored, after completion (imports: the source)."
+    )
+    file_sha256: str | None = Field(
+        None, description="SHA-256 of the file as stored (hex; imports: the source)."
+    )
+    source: dict[str, str] | None = Field(
+        None,
+        description="Imports: the file imported, `{bucket, key}` or `{url}` (shown without its "
+        "query string, which may hold a signature).",
+    )
+    options: ImportOptions | None = Field(None, description="Imports: the options asked for.")
+    counts: ImportCounts | None = Field(None, description="Imports: rows by outcome, when done.")
+    reports: dict[str, ReportFile] | None = Field(
+        None,
+        description="Imports: the report files that have rows, by name (a Brevo category, or "
+        "`rejected_rows` for all of them). The API shows fresh links instead of keys.",
+    )
     error_code: str | None = Field(None, description="Machine-readable reason, when failed.")
     error_message: str | None = Field(
         None, description="What went wrong and what to fix, when failed."
@@ -76,6 +100,7 @@ def job_view(job: Job) -> dict[str, Any]:
     """The JSON object the API serves for `job` (and status events carry)."""
     view: dict[str, Any] = {
         "id": job.id,
+        "process_id": job.process_id,
         "project_id": job.project_id,
         "kind": job.kind,
         "dataset": job.dataset,
@@ -86,13 +111,23 @@ def job_view(job: Job) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "notify_url": job.notify_url,
     }
-    view.update(_filter_fields(job))
+    # Every kind carries the import fields (null on exports), so that a status event's data is
+    # exactly what /v1 shows for the job, whose model declares them.
+    view.update(_import_fields(job))
+    if job.kind != "import":
+        view.update(_filter_fields(job))
     result = job.result
+    size: int | None = None
+    sha256: str | None = None
+    if isinstance(result, ImportResult):
+        size, sha256 = result.source_size_bytes, result.source_sha256
+    elif result is not None:
+        size, sha256 = result.file_size_bytes, result.file_sha256
     view.update(
         {
             "row_count": result.row_count if result else None,
-            "file_size_bytes": result.file_size_bytes if result else None,
-            "file_sha256": result.file_sha256 if result else None,
+            "file_size_bytes": size,
+            "file_sha256": sha256,
             "error_code": job.error_code,
             "error_message": job.error_message,
             "attempt": job.attempt,
@@ -117,6 +152,29 @@ def job_view(job: Job) -> dict[str, Any]:
         }
     )
     return view
+
+
+def _import_fields(job: Job) -> dict[str, Any]:
+    result = job.result if isinstance(job.result, ImportResult) else None
+    return {
+        "source": _shown_source(job),
+        "options": job.options.model_dump(mode="json") if job.options else None,
+        "counts": result.counts.model_dump(mode="json") if result else None,
+        "reports": (
+            {name: report.model_dump() for name, report in result.reports.items()}
+            if result
+            else None
+        ),
+    }
+
+
+def _shown_source(job: Job) -> dict[str, str] | None:
+    if job.source is None:
+        return None
+    if job.source.url is not None:
+        url = urlsplit(job.source.url)
+        return {"url": urlunsplit((url.scheme, url.netloc, url.path, "", ""))}
+    return job.source.model_dump(exclude_none=True)
 
 
 def _filter_fields(job: Job) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from MongoDB by every worker and read the same everywhere: aggregate them with `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter as Counter_
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from typing import Any, Literal
 
@@ -62,6 +63,19 @@ ROWS = Counter(
     "ferry_rows_processed",
     "Rows read and written by running jobs, counted batch by batch: rate() is rows per second.",
     ["kind", "dataset"],
+)
+
+# Imports -----------------------------------------------------------------------------------------
+
+IMPORT_ROWS = Counter(
+    "ferry_import_rows",
+    "Rows of imported files by outcome: created, updated, unchanged or rejected.",
+    ["outcome"],
+)
+IMPORT_REJECTIONS = Counter(
+    "ferry_import_rejected_rows",
+    "Rejected rows of imported files by reason (invalid_email, duplicate_email, ragged_row, ...).",
+    ["reason"],
 )
 
 # Requests and events ---------------------------------------------------------------------------
@@ -132,6 +146,15 @@ def record_status_event(event: Mapping[str, Any]) -> None:
         return
     data = event.get("data") or {}
     JOBS.labels(kind=data.get("kind", "unknown"), status=data.get("status", "unknown")).inc()
+
+
+def record_import_rows(outcomes: Sequence[str], rejected_reasons: Sequence[str]) -> None:
+    for outcome, count in Counter_(outcomes).items():
+        IMPORT_ROWS.labels(outcome=outcome).inc(count)
+    if rejected_reasons:
+        IMPORT_ROWS.labels(outcome="rejected").inc(len(rejected_reasons))
+    for reason, count in Counter_(rejected_reasons).items():
+        IMPORT_REJECTIONS.labels(reason=reason).inc(count)
 
 
 def record_webhook_delivery(outcome: WebhookOutcome, seconds: float) -> None:

@@ -228,7 +228,7 @@ async def test_cancellation_and_expiry_under_load(
     small = f"expire-{uuid.uuid4().hex[:6]}"
     to_expire = await request_exports(scenario.settings, small, 5)
     done = await until_finished(scenario_db, to_expire, timeout=60, logs=scenario.logs())
-    keys = [job.result.object_key for job in done if job.result]
+    keys = [key for job in done if job.result for key in job.result.object_keys()]
     await scenario_db[JOBS_COLLECTION].update_many(
         {"_id": {"$in": to_expire}}, {"$set": {"expires_at": utcnow()}}
     )

@@ -11,6 +11,7 @@ import pytest
 from service.clock import utcnow
 from service.database import Database
 from service.jobs.ledger import JOBS_COLLECTION
+from service.jobs.model import ExportResult
 from service.jobs.status import JobStatus
 from tests.chaos.conftest import Scenario, record
 from tests.chaos.helpers import (
@@ -106,7 +107,7 @@ async def test_killed_workers_lose_no_job_and_leave_no_debris(
     assert retried, "the kills should have interrupted some jobs"
     assert keys == sorted(f"exports/{job.project_id}/{job.id}.csv" for job in jobs)
     for job in completed:
-        assert job.result is not None
+        assert isinstance(job.result, ExportResult)
         assert job.result.row_count == len(expected[job.project_id])
         assert exported_ids(scenario.settings, job.result.object_key) == expected[job.project_id]
     assert leftovers == []

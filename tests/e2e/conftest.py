@@ -23,7 +23,12 @@ FINISHED = {"completed", "failed", "expired", "cancelled"}
 @pytest.fixture(scope="session")
 def e2e_env(infra: Infra) -> dict[str, str]:
     # Its own database and topics: these workers run for the whole session.
-    return {**isolated(infra.env), "FERRY_KAFKA__MAX_EVENT_BYTES": "65536"}
+    # A low row limit, so that FILE_TOO_LARGE is reached with a small file.
+    return {
+        **isolated(infra.env),
+        "FERRY_KAFKA__MAX_EVENT_BYTES": "65536",
+        "FERRY_IMPORTS__MAX_ROWS": "500",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +73,13 @@ async def wait_for_job(
     *,
     statuses: set[str] = FINISHED,
     timeout: float = 60.0,
+    kind: str = "exports",
 ) -> dict[str, Any]:
     """Poll the API until the job reaches one of `statuses`; its view."""
     last: Any = None
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
-        response = await http.get(f"/v1/exports/{job_id}", headers=headers)
+        response = await http.get(f"/v1/{kind}/{job_id}", headers=headers)
         last = response.json()
         if response.status_code == httpx.codes.OK and last["data"]["status"] in statuses:
             return dict(last["data"])

@@ -123,3 +123,50 @@ def test_ferry_dev_demo_runs_an_export_and_stops_cleanly(tmp_path: Path) -> None
     assert code == 0, dev.log()[-2000:]
     assert not any(port_in_use(port) for port in (ports.kafka, ports.mongo, ports.s3, api_port))
     assert not (tmp_path / ".ferry" / "dev.env").exists()
+
+
+async def test_submit_import_uploads_waits_and_summarises(
+    ferry: RunningFerry, e2e_env: dict[str, str], e2e_db: Database, tmp_path: Path
+) -> None:
+    project = f"cli{uuid.uuid4().hex[:6]}"
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_bytes(
+        b"\xef\xbb\xbfEMAIL;FIRSTNAME\r\nann@x.io;Ann\r\nbad;Bo\r\nann@x.io;Dup\r\n"
+    )
+    dry = run_cli(
+        e2e_env, tmp_path, "submit", "import", "--project", project, "--file", str(contacts),
+        "--dry-run", "--wait",
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "Dry run" in dry.stdout
+    assert "3 rows read, 1 created, 0 updated, 0 unchanged, 2 rejected" in dry.stdout
+    assert await e2e_db["contacts"].count_documents({"project_id": project}) == 0
+
+    real = run_cli(
+        e2e_env, tmp_path, "submit", "import", "--project", project, "--file", str(contacts),
+        "--list-id", "3", "--wait",
+    )  # fmt: skip
+    assert real.returncode == 0, real.stdout + real.stderr
+    assert "3 rows read, 1 created" in real.stdout
+    report = re.search(r"Report rejected_rows \(2 rows\): (\S+)", real.stdout)
+    assert report is not None, real.stdout
+    async with httpx.AsyncClient() as client:
+        body = (await client.get(report.group(1))).text
+    assert "invalid_email" in body
+    assert "duplicate_email" in body
+    stored = await e2e_db["contacts"].find_one({"project_id": project})
+    assert stored is not None
+    assert (stored["email"], stored["list_ids"]) == ("ann@x.io", [3])
+
+
+def test_submit_import_wait_exits_1_on_a_failed_import(
+    ferry: RunningFerry, e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "contacts.xlsx"
+    binary.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x00 not text")
+    result = run_cli(
+        e2e_env, tmp_path, "submit", "import", "--project", "cli-bad", "--file", str(binary),
+        "--wait",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "INVALID_FILE" in result.stdout

@@ -22,7 +22,9 @@ from service.config import Settings
 from service.database import Database
 from service.demo import demo_messages, load_messages
 from service.devstack import free_port
-from service.events.submit import export_request
+from service.events.submit import export_request, import_request
+from service.imports.files import upload_key
+from service.storage import ObjectStore
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import FerryProcess, RunningFerry, await_log_line, ferry_command, run_ferry
 from tests.support.kafka import publish
@@ -157,6 +159,52 @@ async def test_an_export_is_announced_signed_to_its_endpoints_and_its_notify_url
         samples = await scrape(http, replica.url)
         sent += total(samples, "ferry_webhook_deliveries_total", outcome="succeeded")
     assert sent >= len(every) + len(notified) + 1
+
+
+async def test_an_import_is_announced_to_its_notify_url_and_import_endpoints(
+    dispatchers: list[FerryProcess],
+    receiver: Receiver,
+    webhook_env: dict[str, str],
+    e2e_settings: Settings,
+    e2e_db: Database,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    project = f"wh{uuid.uuid4().hex[:6]}"
+    secret = add_endpoint(
+        webhook_env, tmp_path, project, receiver.url(f"/imports-{project}"), "import.*"
+    )["secret"]
+    add_endpoint(webhook_env, tmp_path, project, receiver.url(f"/exports-{project}"), "export.*")
+    store = ObjectStore(e2e_settings.s3)
+    job_id = str(uuid.uuid4())
+    key = upload_key(project, f"{job_id}.csv")
+    await store.put(
+        key, b"EMAIL,FIRSTNAME\nann@example.com,Ann\nnot-an-email,Bob\n", content_type="text/csv"
+    )
+    notify = receiver.url(f"/notify-{project}")
+    request = import_request(
+        project_id=project,
+        job_id=job_id,
+        source={"bucket": store.bucket, "key": key},
+        notify_url=notify,
+    )
+    await publish(e2e_settings.kafka, [request], key=project.encode())
+    job = await wait_for_job(http, job_id, await api_key(e2e_db, project), kind="imports")
+    assert (job["status"], job["notify_url"]) == ("completed", notify)
+
+    def three(got: list[Received]) -> bool:
+        return len(got) >= 3
+
+    expected = ["import.pending", "import.processing", "import.completed"]
+    for path in (f"/imports-{project}", f"/notify-{project}"):
+        requests = await receiver.wait_for(three, path=path)
+        assert types_by_version(requests) == expected
+        last = max(requests, key=lambda r: json.loads(r.body)["data"]["version"])
+        final = Webhook(secret).verify(last.body, last.headers)
+        assert final["data"]["counts"]["created"] == 1
+        assert final["data"]["counts"]["rejected"] == 1
+    await asyncio.sleep(1)  # had the export endpoint been sent anything, it would be here by now
+    assert receiver.received(f"/exports-{project}") == []
 
 
 async def test_an_invalid_notify_url_fails_the_job_readably(

@@ -97,3 +97,18 @@ async def test_each_attempt_is_timed_by_outcome_with_its_ids_bound(
         "attempt": 2,
     }
     assert structlog.contextvars.get_contextvars() == {}  # unbound again afterwards
+
+
+def test_import_rows_are_counted_by_outcome_and_reason() -> None:
+    from service.observability.metrics import record_import_rows  # noqa: PLC0415
+
+    before = {
+        name: value("ferry_import_rows_total", outcome=name)
+        for name in ("created", "unchanged", "rejected")
+    }
+    reason = value("ferry_import_rejected_rows_total", reason="invalid_email")
+    record_import_rows(["created", "created", "unchanged"], ["invalid_email", "ragged_row"])
+    assert value("ferry_import_rows_total", outcome="created") == before["created"] + 2
+    assert value("ferry_import_rows_total", outcome="unchanged") == before["unchanged"] + 1
+    assert value("ferry_import_rows_total", outcome="rejected") == before["rejected"] + 2
+    assert value("ferry_import_rejected_rows_total", reason="invalid_email") == reason + 1

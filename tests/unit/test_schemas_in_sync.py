@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.events.contracts import EXPORT_REQUESTED, JOB_STATUS_CHANGED, JOB_UPDATED
+from service.events.contracts import (
+    EXPORT_REQUESTED,
+    IMPORT_REQUESTED,
+    JOB_STATUS_CHANGED,
+    JOB_UPDATED,
+)
 from service.specs import generate_documents, readme_with_settings, stale_documents
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -17,7 +22,7 @@ def test_committed_schemas_match_the_code() -> None:
 
 def test_there_is_a_schema_per_event_type_and_the_api_documents() -> None:
     documents = generate_documents()
-    for event_type in (EXPORT_REQUESTED, JOB_STATUS_CHANGED, JOB_UPDATED):
+    for event_type in (EXPORT_REQUESTED, IMPORT_REQUESTED, JOB_STATUS_CHANGED, JOB_UPDATED):
         assert f"events/{event_type}.json" in documents
     asyncapi = documents["asyncapi.json"]
     assert asyncapi["asyncapi"] == "3.0.0"
@@ -27,9 +32,17 @@ def test_there_is_a_schema_per_event_type_and_the_api_documents() -> None:
         "ferry.requests.dlq",
     }
     paths = documents["openapi.json"]["paths"]
-    assert {"/v1/exports", "/v1/exports/{export_id}", "/v1/exports/{export_id}/download"} <= set(
-        paths
-    )
+    assert {
+        "/v1/exports",
+        "/v1/exports/{export_id}",
+        "/v1/exports/{export_id}/download",
+        "/v1/imports",
+        "/v1/imports/{import_id}",
+        "/v3/processes",
+        "/v3/processes/{processId}",
+    } <= set(paths)
+    requests = asyncapi["channels"]["requests"]["messages"]
+    assert {"ExportRequested", "ImportRequested", "CancelRequested"} == set(requests)
 
 
 def test_every_asyncapi_reference_resolves() -> None:

@@ -1,0 +1,223 @@
+"""Import throughput and memory, against a baseline measured in the same run.
+
+    .venv/bin/python bench/import.py [--rows N] [--rounds R]
+
+Pipeline: a CSV of N valid new contacts imported by a real `ferry worker` process (request over
+Kafka, the file streamed from S3 and read twice, rows validated, deduplicated, matched and
+upserted into MongoDB), timed from the job's start to its completion, each round into a fresh
+project. Baseline: the same rows, already parsed, bulk-upserted (matched on email) into a fresh
+project by the same driver in the same batch size, against the same collection and indexes.
+Memory: the worker's peak RSS (VmHWM) for N and for 10*N rows, each with a fresh worker.
+Targets: ratio >= 0.7; peak at 10*N <= 1.25x peak at N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Self
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pymongo import UpdateOne  # noqa: E402
+
+from service.clock import as_utc, utcnow  # noqa: E402
+from service.config import Settings, settings_from_env  # noqa: E402
+from service.database import connect  # noqa: E402
+from service.datasets import ensure_dataset_indexes  # noqa: E402
+from service.devstack import DevStack, Ports  # noqa: E402
+from service.events.submit import import_request, publish_request  # noqa: E402
+from service.exports.object_writer import ObjectWriter  # noqa: E402
+from service.imports import files  # noqa: E402
+from service.imports.model import ImportResult  # noqa: E402
+from service.jobs.ledger import Ledger  # noqa: E402
+from service.provisioning import provision  # noqa: E402
+from service.storage import ObjectStore  # noqa: E402
+from tests.support.ferry import FerryProcess, ferry_command  # noqa: E402
+from tests.support.infra import isolated  # noqa: E402
+
+BATCH = 1000  # FERRY_IMPORTS__BATCH_SIZE's default: the baseline uses the same
+CITIES = ("Paris", "Lyon", "Oslo", "Berlin", "Madrid", "Porto")
+
+
+def contact(n: int) -> dict[str, str]:
+    return {
+        "EMAIL": f"user{n:08d}@example.com",
+        "FIRSTNAME": f"First{n}",
+        "LASTNAME": f"Last{n % 997}",
+        "CITY": CITIES[n % len(CITIES)],
+    }
+
+
+def csv_lines(rows: int) -> list[str]:
+    lines = ["EMAIL,FIRSTNAME,LASTNAME,CITY\r\n"]
+    lines += [",".join(contact(n).values()) + "\r\n" for n in range(rows)]
+    return lines
+
+
+async def upload(settings: Settings, project: str, rows: int) -> dict[str, str]:
+    """The CSV of `rows` contacts, uploaded in parts as `ferry submit import` does."""
+    store = ObjectStore(settings.s3)
+    key = files.upload_key(project, f"bench-{rows}.csv")
+    writer = ObjectWriter(
+        store, key, content_type="text/csv", part_size=settings.s3.part_size_bytes, gzip=False
+    )
+    lines = csv_lines(rows)
+    for start in range(0, len(lines), 50_000):
+        await writer.write("".join(lines[start : start + 50_000]).encode())
+    await writer.close()
+    return {"bucket": store.bucket, "key": key}
+
+
+async def baseline(settings: Settings, project: str, rows: int) -> float:
+    """Seconds to bulk-upsert the rows, already parsed, in batches of BATCH."""
+    parsed = [contact(n) for n in range(rows)]
+    client = connect(settings.mongo, app_name="bench-baseline")
+    collection = client[settings.mongo.database]["contacts"]
+    now = utcnow()
+    started = time.perf_counter()
+    for start in range(0, rows, BATCH):
+        batch = parsed[start : start + BATCH]
+        await collection.bulk_write(
+            [
+                UpdateOne(
+                    {"project_id": project, "email": row["EMAIL"].lower()},
+                    {
+                        "$set": {
+                            "attributes": {k: v for k, v in row.items() if k != "EMAIL"},
+                            "modified_at": now,
+                        },
+                        "$setOnInsert": {"contact_id": start + offset + 1, "created_at": now},
+                    },
+                    upsert=True,
+                )
+                for offset, row in enumerate(batch)
+            ],
+            ordered=False,
+        )
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
+
+
+class Worker:
+    """A `ferry worker` process; imports run through it by publishing requests to Kafka."""
+
+    def __init__(self, settings: Settings, env: dict[str, str], workdir: Path) -> None:
+        self._settings = settings
+        self._process = FerryProcess(
+            f"worker-{uuid.uuid4().hex[:6]}", ferry_command("worker"), env, workdir
+        )
+
+    def __enter__(self) -> Self:
+        self._process.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._process.stop()
+
+    def peak_rss_kib(self) -> int:
+        if self._process.process is None:
+            raise RuntimeError("the worker is not running")
+        return _peak_rss_kib(self._process.process.pid)
+
+    async def run_import(self, project: str, source: dict[str, str]) -> tuple[int, float]:
+        """Rows created and seconds from the job's start to its completion, per the ledger."""
+        job_id = str(uuid.uuid4())
+        await publish_request(
+            self._settings.kafka, import_request(project_id=project, job_id=job_id, source=source)
+        )
+        client = connect(self._settings.mongo, app_name="bench")
+        ledger = Ledger(client[self._settings.mongo.database], event_source="/bench")
+        try:
+            while True:
+                job = await ledger.get(job_id)
+                if job is not None and job.status.value in {"completed", "failed"}:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await client.close()
+        if not isinstance(job.result, ImportResult) or not job.started_at or not job.completed_at:
+            raise SystemExit(f"import failed: {job.error_code}: {job.error_message}")
+        seconds = (as_utc(job.completed_at) - as_utc(job.started_at)).total_seconds()
+        return job.result.counts.created, seconds
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc (Linux only)")
+
+
+async def main(rows: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch, DevStack(Path(scratch), Ports.free()) as stack:
+        env = {**isolated(stack.env(), fast_timings=False), "FERRY_LOG_LEVEL": "warning"}
+        settings = settings_from_env(env)
+        await provision(settings)
+        client = connect(settings.mongo, app_name="bench")
+        await ensure_dataset_indexes(client[settings.mongo.database])
+        await client.close()
+        run = uuid.uuid4().hex[:6]
+        print(f"uploading {rows} and {rows * 10} rows...", flush=True)
+        small = await upload(settings, f"src{run}", rows)
+        large = await upload(settings, f"src{run}", rows * 10)
+
+        # This machine is noisy: warm both paths up, then alternate them and compare medians.
+        base_rates, pipe_rates = [], []
+        with Worker(settings, env, Path(scratch)) as worker:
+            await baseline(settings, f"warm{run}b", rows)
+            await worker.run_import(f"src{run}", small)
+            for round_number in range(1, rounds + 1):
+                base_seconds = await baseline(settings, f"b{run}{round_number}", rows)
+                created, pipe_seconds = await worker.run_import(f"src{run}", small)
+                base_rates.append(rows / base_seconds)
+                pipe_rates.append(created / pipe_seconds)
+                print(
+                    f"round {round_number}: baseline {base_rates[-1]:.0f} rows/s, "
+                    f"pipeline {pipe_rates[-1]:.0f} rows/s",
+                    flush=True,
+                )
+                # The next import into the same project must create again: clear it.
+                await _clear(settings, f"src{run}")
+        # Peak memory: a fresh worker for each size, one import each.
+        with Worker(settings, env, Path(scratch)) as worker:
+            await worker.run_import(f"src{run}", small)
+            peak_small = worker.peak_rss_kib()
+        await _clear(settings, f"src{run}")
+        with Worker(settings, env, Path(scratch)) as worker:
+            large_rows, _ = await worker.run_import(f"src{run}", large)
+            peak_large = worker.peak_rss_kib()
+
+        base_rate, pipe_rate = statistics.median(base_rates), statistics.median(pipe_rates)
+        print(f"rows imported (N)     {rows}")
+        print(f"baseline              {base_rate:10.0f} rows/s  (parsed rows, bulk upserts)")
+        print(f"pipeline              {pipe_rate:10.0f} rows/s  (worker: S3 -> CSV -> MongoDB)")
+        ratio = pipe_rate / base_rate
+        print(f"ratio                 {ratio:10.2f}  (median of {rounds} rounds; target >= 0.70)")
+        print(f"worker peak RSS, N    {peak_small / 1024:10.1f} MiB  ({rows} rows)")
+        print(f"worker peak RSS, 10N  {peak_large / 1024:10.1f} MiB  ({large_rows} rows created)")
+        print(f"memory growth         {peak_large / peak_small:10.2f}x (target <= 1.25x)")
+
+
+async def _clear(settings: Settings, project: str) -> None:
+    client = connect(settings.mongo, app_name="bench")
+    await client[settings.mongo.database]["contacts"].delete_many({"project_id": project})
+    await client.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=20_000, help="N, contacts in the small run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.rows, arguments.rounds))

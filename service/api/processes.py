@@ -1,0 +1,158 @@
+"""Brevo's background-process view of every job: `GET /v3/processes/{processId}` and
+`GET /v3/processes`, authenticated by the `api-key` header, errors in Brevo's shape.
+
+Statuses: pending -> queued, processing -> in_process, completed -> completed, failed -> failed,
+cancelled -> cancelled, and expired -> completed (the process did complete; its files were
+deleted at the end of their retention, so it has no links any more). `info` appears for
+completed imports (links to the reports, null for empty categories) and exports (rows and
+bytes); `export_url` for completed exports. Links are signed afresh on every request.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
+
+from service.api.dependencies import Services, ServicesDep
+from service.api.exports import export_link
+from service.api.links import report_links
+from service.api.surfaces import BrevoError
+from service.datasets import get_dataset
+from service.errors import InvalidRequestError, NotFoundError, UnauthorizedError
+from service.imports.model import BREVO_CATEGORIES
+from service.jobs.status import JobStatus
+
+router = APIRouter(prefix="/v3/processes", tags=["processes (Brevo)"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": BrevoError, "description": "Bad request"},
+    401: {"model": BrevoError, "description": "Missing or unknown api-key"},
+    404: {"model": BrevoError, "description": "Process not found"},
+}
+BREVO_STATUS = {
+    JobStatus.PENDING: "queued",
+    JobStatus.PROCESSING: "in_process",
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+    JobStatus.EXPIRED: "completed",
+}
+
+_api_key = APIKeyHeader(
+    name="api-key", auto_error=False, description="An API key from `ferry keys create`."
+)
+
+
+async def _project(services: ServicesDep, key: Annotated[str | None, Depends(_api_key)]) -> str:
+    project_id = await services.keys.project_for(key) if key else None
+    if project_id is None:
+        raise UnauthorizedError("Key not found")
+    return project_id
+
+
+BrevoProjectDep = Annotated[str, Depends(_project)]
+
+
+class ImportInfo(BaseModel):
+    """A link to a CSV of the rows of each category, or null when there were none."""
+
+    invalid_emails: str | None
+    duplicate_contact_id: str | None
+    duplicate_ext_id: str | None
+    duplicate_email_id: str | None
+    duplicate_phone_id: str | None
+    duplicate_whatsapp_id: str | None
+    duplicate_landline_number_id: str | None
+
+
+class ExportInfo(BaseModel):
+    total_records: int
+    file_size: int
+
+
+class ProcessInfo(BaseModel):
+    import_: ImportInfo | None = Field(None, alias="import")
+    export: ExportInfo | None = None
+
+
+class Process(BaseModel):
+    id: int = Field(description="The process id (int64).")
+    name: str = Field(examples=["IMPORTUSER", "CONTACT_EXPORT", "EXPORT_WEBHOOK"])
+    status: Literal["queued", "in_process", "completed", "failed", "cancelled"]
+    info: ProcessInfo | None = Field(None, description="Completed imports and exports only.")
+    export_url: str | None = Field(None, description="Completed exports only: a fresh link.")
+
+
+class ProcessList(BaseModel):
+    count: int = Field(description="Processes of the account in all.")
+    processes: list[Process]
+
+
+@router.get(
+    "/{processId}", response_model=Process, responses=_ERRORS, summary="Get process details"
+)
+async def get_process(
+    services: ServicesDep,
+    project_id: BrevoProjectDep,
+    process_id: Annotated[int, Path(alias="processId", ge=1, le=2**63 - 1)],
+) -> JSONResponse:
+    view = await services.read_model.process(project_id, process_id)
+    if view is None:
+        raise NotFoundError("Process not found")
+    return JSONResponse(await _process(services, view))
+
+
+@router.get("", response_model=ProcessList, responses=_ERRORS, summary="Get background processes")
+async def list_processes(
+    services: ServicesDep,
+    project_id: BrevoProjectDep,
+    *,
+    limit: Annotated[int, Query(ge=1, le=50, description="Page size.")] = 10,
+    offset: Annotated[int, Query(ge=0, description="Processes to skip.")] = 0,
+    sort: Annotated[Literal["asc", "desc"], Query(description="By creation.")] = "desc",
+) -> JSONResponse:
+    count, views = await services.read_model.processes(
+        project_id, limit=limit, offset=offset, newest_first=sort == "desc"
+    )
+    processes = [await _process(services, view) for view in views]
+    return JSONResponse({"count": count, "processes": processes})
+
+
+async def _process(services: Services, view: dict[str, Any]) -> dict[str, Any]:
+    status = JobStatus(view["status"])
+    process: dict[str, Any] = {
+        "id": view["process_id"],
+        "name": _name(view),
+        "status": BREVO_STATUS[status],
+    }
+    if status is not JobStatus.COMPLETED:
+        return process
+    if view["kind"] == "import":
+        links = await report_links(services, view)
+        process["info"] = {
+            "import": {
+                name: (link.url if (link := links.get(name)) else None) for name in BREVO_CATEGORIES
+            }
+        }
+    else:
+        process["info"] = {
+            "export": {
+                "total_records": view.get("row_count") or 0,
+                "file_size": view.get("file_size_bytes") or 0,
+            }
+        }
+        link = await export_link(services, view)
+        if link is not None:
+            process["export_url"] = link.url
+    return process
+
+
+def _name(view: dict[str, Any]) -> str:
+    try:
+        return get_dataset(view["dataset"]).process_name(view["kind"])
+    except InvalidRequestError:  # a request for an unknown dataset, failed at once
+        return str(view["kind"]).upper()

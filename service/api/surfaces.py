@@ -1,0 +1,69 @@
+"""The API's two surfaces and the shape each gives errors, decided in this one place.
+
+`/v1/...` is HookBridge's: `{"error": {"code", "message"}, "meta": {"request_id"}}` with Ferry's
+codes (NOT_FOUND, ...). `/v3/...` is Brevo's: `{"code", "message"}` with Brevo's lower-case
+codes (document_not_found, ...). Errors are raised once, with Ferry's code and an HTTP status,
+whatever route raises them; the surface of the request's path renders them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class Surface(Protocol):
+    def error(self, request: Request, status: int, code: str, message: str) -> JSONResponse: ...
+
+
+class HookBridgeSurface:
+    def error(self, request: Request, status: int, code: str, message: str) -> JSONResponse:
+        body = {
+            "error": {"code": code, "message": message},
+            "meta": {"request_id": str(request.state.request_id)},
+        }
+        return JSONResponse(jsonable_encoder(body), status_code=status)
+
+
+class BrevoError(BaseModel):
+    """An error in Brevo's shape."""
+
+    code: str
+    message: str
+
+
+# Ferry's codes in Brevo's words; others by HTTP status.
+_BREVO_CODES = {
+    "NOT_FOUND": "document_not_found",
+    "UNAUTHORIZED": "unauthorized",
+    "INVALID_REQUEST": "invalid_parameter",
+    "METHOD_NOT_ALLOWED": "method_not_allowed",
+}
+_BREVO_BY_STATUS = {
+    400: "invalid_parameter",
+    401: "unauthorized",
+    404: "document_not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    429: "too_many_requests",
+}
+
+
+class BrevoSurface:
+    def error(self, request: Request, status: int, code: str, message: str) -> JSONResponse:
+        del request  # Brevo's errors carry no request id (the X-Request-Id header still does)
+        brevo = _BREVO_CODES.get(code) or _BREVO_BY_STATUS.get(status, "internal_error")
+        return JSONResponse({"code": brevo, "message": message}, status_code=status)
+
+
+HOOKBRIDGE = HookBridgeSurface()
+BREVO = BrevoSurface()
+_BY_PREFIX: tuple[tuple[str, Surface], ...] = (("/v3/", BREVO),)
+
+
+def surface_for(path: str) -> Surface:
+    return next((surface for prefix, surface in _BY_PREFIX if path.startswith(prefix)), HOOKBRIDGE)

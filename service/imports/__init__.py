@@ -1,0 +1,1 @@
+"""Contact imports: a CSV streamed from the object store, validated, deduplicated, upserted."""

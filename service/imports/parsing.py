@@ -1,0 +1,138 @@
+"""The file, read twice, in bounded memory, on a worker thread (the work is CPU-bound parsing):
+
+1. `scan`: the whole file is decoded and parsed, rows are counted and the bytes hashed, so a file
+   that is too large, not text, or has an unusable header fails before any contact is written.
+2. `ContactFile.batches`: rows again, now validated and checked for duplicates, in batches.
+
+Both read the source chunk by chunk; nothing holds more than a chunk of text and a batch of rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from service.imports.duplicates import DuplicateFinder
+from service.imports.errors import FileTooLargeError, InvalidFileError
+from service.imports.header import Header, parse_header
+from service.imports.reader import CsvRecords, Record
+from service.imports.text import decoded
+from service.imports.validation import ContactRow, Rejection, validate
+
+
+class Metered:
+    """Bytes passing through, counted and hashed; more than `limit` fails the file."""
+
+    def __init__(self, chunks: Iterable[bytes], *, limit: int | None = None) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self.count = 0
+        self.hash = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.count += len(chunk)
+            if self._limit is not None and self.count > self._limit:
+                raise FileTooLargeError(
+                    f"the file is larger than the limit of {self._limit} bytes "
+                    "(FERRY_IMPORTS__MAX_FILE_BYTES)"
+                )
+            self.hash.update(chunk)
+            yield chunk
+
+
+@dataclass(frozen=True)
+class Scan:
+    rows: int
+    size: int
+    sha256: str
+
+
+def scan(chunks: Iterable[bytes], *, encoding: str | None, max_bytes: int, max_rows: int) -> Scan:
+    metered = Metered(chunks, limit=max_bytes)
+    records = CsvRecords(decoded(metered, encoding))
+    _header(records)
+    rows = 0
+    for _ in records:
+        rows += 1
+        if rows > max_rows:
+            raise FileTooLargeError(
+                f"the file has more than the limit of {max_rows} rows (FERRY_IMPORTS__MAX_ROWS)"
+            )
+    return Scan(rows, metered.count, metered.hash.hexdigest())
+
+
+@dataclass
+class Batch:
+    rows: list[ContactRow] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    bytes_read: int = 0  # of the source, so far: the progress
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.rejections)
+
+
+class ContactFile:
+    """The rows of a contacts CSV. Opening it reads the header (so: on a worker thread)."""
+
+    def __init__(
+        self, chunks: Iterable[bytes], *, encoding: str | None, max_field_chars: int
+    ) -> None:
+        self._metered = Metered(chunks)
+        self._records = CsvRecords(decoded(self._metered, encoding))
+        self.header: Header = _header(self._records)
+        self._max_field_chars = max_field_chars
+
+    def batches(self, size: int) -> Generator[Batch, None, None]:
+        duplicates = DuplicateFinder()
+        batch = Batch()
+        for record in self._records:
+            outcome = self._row(record)
+            if isinstance(outcome, Rejection):
+                batch.rejections.append(outcome)
+            else:
+                earlier = duplicates.earlier(outcome.identifiers)
+                if earlier is None:
+                    duplicates.accept(outcome.identifiers, outcome.line)
+                    batch.rows.append(outcome)
+                else:
+                    name, line = earlier
+                    batch.rejections.append(
+                        Rejection(
+                            outcome.line,
+                            f"duplicate_{name}",
+                            f"{name.upper()} {outcome.identifiers[name]} is already on line {line}",
+                            outcome.fields,
+                            outcome.raw,
+                        )
+                    )
+            if len(batch) >= size:
+                batch.bytes_read = self._metered.count
+                yield batch
+                batch = Batch()
+        batch.bytes_read = self._metered.count
+        yield batch
+
+    def _row(self, record: Record) -> ContactRow | Rejection:
+        if record.fields is None:
+            return Rejection(
+                record.line, "malformed_row", f"the row cannot be read: {record.error}", None,
+                record.raw,
+            )  # fmt: skip
+        return validate(
+            record.line,
+            record.fields,
+            record.raw,
+            self.header,
+            max_field_chars=self._max_field_chars,
+        )
+
+
+def _header(records: CsvRecords) -> Header:
+    header = records.header
+    if header is None:
+        raise InvalidFileError("the file is empty: the first line must name the columns")
+    if header.fields is None:
+        raise InvalidFileError(f"the header line cannot be read: {header.error}")
+    return parse_header(header.fields)

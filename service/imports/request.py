@@ -1,0 +1,101 @@
+"""An import request becomes a job: pending when it can run, failed (with the reason) when not."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.datasets import all_datasets, get_dataset
+from service.datasets.base import describe_validation_error
+from service.errors import InvalidRequestError
+from service.events.contracts import CloudEvent, ImportRequestedData, ObjectSource
+from service.imports import files
+from service.imports.model import ImportOptions, ImportSource
+from service.jobs.from_request import failed_job, idempotency_key, job_id, notify_url
+from service.jobs.model import Job
+from service.jobs.status import JobStatus
+
+
+class ImportRequests:
+    """The handler of `ferry.import.requested.v1`. It knows which buckets imports may read:
+    Ferry's own (only the project's `uploads/` there, since the bucket also holds every other
+    project's files) and those the operator lists."""
+
+    def __init__(self, *, own_bucket: str, source_buckets: frozenset[str]) -> None:
+        self._own_bucket = own_bucket
+        self._source_buckets = source_buckets
+
+    def __call__(self, event: CloudEvent, data: Mapping[str, Any], now: datetime) -> Job:
+        """`data` is known to hold a valid project_id; everything else is checked here."""
+        notify, notify_problem = notify_url(data.get("notify_url"))
+        job = Job(
+            id=job_id(data.get("job_id")),
+            project_id=data["project_id"],
+            kind="import",
+            dataset=data.get("dataset") if isinstance(data.get("dataset"), str) else "contacts",
+            idempotency_key=idempotency_key(data.get("idempotency_key")),
+            notify_url=notify,
+            request_source=event.source,
+            request_id=event.id,
+            status=JobStatus.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        if notify_problem is not None:
+            return failed_job(job, "INVALID_NOTIFY_URL", f"data.notify_url: {notify_problem}")
+        try:
+            request = ImportRequestedData.model_validate(data)
+            self._check(request)
+        except ValidationError as exc:
+            return failed_job(job, "INVALID_REQUEST", describe_validation_error(exc, prefix="data"))
+        except InvalidRequestError as exc:
+            return failed_job(job, exc.code, exc.message)
+        return job.model_copy(
+            update={
+                "source": ImportSource.model_validate(request.source.model_dump()),
+                "options": ImportOptions(
+                    update_existing=request.update_existing,
+                    empty_attributes=request.empty_attributes,
+                    list_ids=sorted(set(request.list_ids)),
+                    dry_run=request.dry_run,
+                    encoding=request.encoding,
+                ),
+            }
+        )
+
+    def _check(self, request: ImportRequestedData) -> None:
+        dataset = get_dataset(request.dataset)
+        if not dataset.importable:
+            importable = sorted(name for name, d in all_datasets().items() if d.importable)
+            raise InvalidRequestError(
+                f"dataset {dataset.name!r} cannot be imported into; importable: {importable}"
+            )
+        if request.encoding is not None:
+            try:
+                codecs.lookup(request.encoding)
+            except LookupError:
+                raise InvalidRequestError(
+                    f"encoding: unknown encoding {request.encoding!r} (e.g. utf-8, latin-1, cp1252)"
+                ) from None
+        if isinstance(request.source, ObjectSource):
+            self._check_object(request.project_id, request.source)
+
+    def _check_object(self, project_id: str, source: ObjectSource) -> None:
+        if source.bucket == self._own_bucket:
+            prefix = files.uploads_prefix(project_id)
+            if not source.key.startswith(prefix) or ".." in source.key.split("/"):
+                raise InvalidRequestError(
+                    f"source.key: files in bucket {source.bucket!r} are imported from under "
+                    f"{prefix!r} only",
+                    code="INVALID_SOURCE",
+                )
+        elif source.bucket not in self._source_buckets:
+            raise InvalidRequestError(
+                f"source.bucket: {source.bucket!r} is not a bucket imports may read; upload "
+                f"the file to {self._own_bucket!r} under {files.uploads_prefix(project_id)!r}",
+                code="INVALID_SOURCE",
+            )

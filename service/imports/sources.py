@@ -1,0 +1,135 @@
+"""Where an import's bytes come from.
+
+An object source is read where it is. A URL source is first copied into Ferry's bucket, streamed
+through the SSRF guard webhooks use (the host must resolve to allowed addresses only, the socket
+connects to a checked one, no redirects, no proxies): the importer reads the file twice, and the
+copy makes sure both reads see the same bytes without asking the remote server twice. The copy
+is deleted when the import ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+import httpx
+
+from service.exports.object_writer import ObjectWriter
+from service.imports import files
+from service.imports.errors import FileTooLargeError, SourceNotFoundError, SourceUnavailableError
+from service.jobs.model import Job
+from service.outbound.guard import DestinationGuard
+from service.outbound.transport import guarded_client
+from service.storage import ObjectStore, StoredObject
+
+_GONE = frozenset({404, 410})
+_RETRY_LATER = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Located:
+    stored: StoredObject
+    copied: bool  # a copy of a URL's file, to delete afterwards
+
+
+class Sources:
+    def __init__(
+        self,
+        store: ObjectStore,
+        guard: DestinationGuard,
+        *,
+        max_bytes: int,
+        timeout: float,
+        part_size: int,
+    ) -> None:
+        self._store = store
+        self._guard = guard
+        self._max_bytes = max_bytes
+        self._timeout = timeout
+        self._part_size = part_size
+
+    async def locate(self, job: Job) -> Located:
+        source = job.source
+        if source is None:
+            raise SourceNotFoundError("the job names no source")
+        if source.url is not None:
+            key = files.fetched_source_key(job.project_id, job.id)
+            await self._copy(source.url, key)
+            stored = await self._store.stat(key)
+            if stored is None:  # pragma: no cover - just written
+                raise SourceNotFoundError(f"the copy of {source.url} vanished")
+            return Located(stored, copied=True)
+        if source.bucket is None or source.key is None:
+            raise SourceNotFoundError("the job's source names no object")
+        stored = await self._store.stat(source.key, bucket=source.bucket)
+        if stored is None:
+            raise SourceNotFoundError(f"no object {source.key!r} in bucket {source.bucket!r}")
+        return Located(stored, copied=False)
+
+    async def release(self, located: Located) -> None:
+        if located.copied:
+            with contextlib.suppress(Exception):
+                await self._store.delete(located.stored.key)
+
+    async def _copy(self, url: str, key: str) -> None:
+        shown = url.split("?", 1)[0]  # the query string may hold a signature: not in messages
+        try:
+            async with (
+                guarded_client(self._guard, timeout=self._timeout) as client,
+                client.stream("GET", url) as response,
+            ):
+                self._check_response(response, shown)
+                await self._store_body(response, key, shown)
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(f"fetching {shown} timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise ConnectionError(f"fetching {shown} failed: {exc}") from exc
+
+    def _check_response(self, response: httpx.Response, shown: str) -> None:
+        status = response.status_code
+        if status in _GONE:
+            raise SourceNotFoundError(f"{shown} answered {status}")
+        if status in _RETRY_LATER:
+            # Worth another attempt later: the runner retries network errors with backoff.
+            raise ConnectionError(f"{shown} answered {status}")
+        if response.is_redirect:
+            raise SourceUnavailableError(
+                f"{shown} answered {status} (a redirect); redirects are not followed: give the "
+                "file's final URL"
+            )
+        if status != httpx.codes.OK:
+            raise SourceUnavailableError(f"{shown} answered {status}")
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_bytes:
+            raise FileTooLargeError(
+                f"{shown} is {declared} bytes; the limit is {self._max_bytes} "
+                "(FERRY_IMPORTS__MAX_FILE_BYTES)"
+            )
+
+    def _check_size(self, size: int, shown: str) -> None:
+        if size > self._max_bytes:
+            raise FileTooLargeError(
+                f"{shown} is larger than the limit of {self._max_bytes} bytes "
+                "(FERRY_IMPORTS__MAX_FILE_BYTES)"
+            )
+
+    async def _store_body(self, response: httpx.Response, key: str, shown: str) -> None:
+        writer = ObjectWriter(
+            self._store,
+            key,
+            content_type="text/csv",
+            part_size=self._part_size,
+            gzip=False,
+        )
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                self._check_size(size, shown)
+                await writer.write(chunk)
+            await writer.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writer.abort())
+            raise
