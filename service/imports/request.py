@@ -15,7 +15,7 @@ from service.errors import InvalidRequestError
 from service.events.contracts import CloudEvent, ImportRequestedData, ObjectSource
 from service.imports import files
 from service.imports.model import ImportOptions, ImportSource
-from service.jobs.from_request import failed_job, idempotency_key, job_id, notify_url
+from service.jobs.from_request import failed_job, job_from_request
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
 
@@ -31,22 +31,9 @@ class ImportRequests:
 
     def __call__(self, event: CloudEvent, data: Mapping[str, Any], now: datetime) -> Job:
         """`data` is known to hold a valid project_id; everything else is checked here."""
-        notify, notify_problem = notify_url(data.get("notify_url"))
-        job = Job(
-            id=job_id(data.get("job_id")),
-            project_id=data["project_id"],
-            kind="import",
-            dataset=data.get("dataset") if isinstance(data.get("dataset"), str) else "contacts",
-            idempotency_key=idempotency_key(data.get("idempotency_key")),
-            notify_url=notify,
-            request_source=event.source,
-            request_id=event.id,
-            status=JobStatus.PENDING,
-            created_at=now,
-            updated_at=now,
-        )
-        if notify_problem is not None:
-            return failed_job(job, "INVALID_NOTIFY_URL", f"data.notify_url: {notify_problem}")
+        job = job_from_request(event, data, now, kind="import", default_dataset="contacts")
+        if job.status is JobStatus.FAILED:
+            return job
         try:
             request = ImportRequestedData.model_validate(data)
             self._check(request)

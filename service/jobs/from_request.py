@@ -3,14 +3,49 @@ failing a job whose request cannot run (so its requester can read why)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from service.clock import uuid7
-from service.jobs.model import Job
+from service.events.contracts import CloudEvent
+from service.jobs.model import Job, JobKind
 from service.jobs.status import JobStatus
 from service.outbound.urls import check_http_url
 
 MAX_IDEMPOTENCY_KEY = 255
+
+
+def job_from_request(
+    event: CloudEvent,
+    data: Mapping[str, Any],
+    now: datetime,
+    *,
+    kind: JobKind,
+    default_dataset: str,
+    filters: dict[str, Any] | None = None,
+) -> Job:
+    """The pending job a request asks for, before its kind's own checks; already failed with
+    INVALID_NOTIFY_URL when its notify_url is unusable. `data` holds a valid project_id."""
+    notify, notify_problem = notify_url(data.get("notify_url"))
+    job = Job(
+        id=job_id(data.get("job_id")),
+        project_id=data["project_id"],
+        kind=kind,
+        dataset=data.get("dataset") if isinstance(data.get("dataset"), str) else default_dataset,
+        idempotency_key=idempotency_key(data.get("idempotency_key")),
+        notify_url=notify,
+        request_source=event.source,
+        request_id=event.id,
+        status=JobStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+        filters=filters or {},
+    )
+    if notify_problem is not None:
+        return failed_job(job, "INVALID_NOTIFY_URL", f"data.notify_url: {notify_problem}")
+    return job
 
 
 def failed_job(job: Job, code: str, message: str) -> Job:
