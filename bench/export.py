@@ -21,21 +21,19 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.clock import as_utc  # noqa: E402
+from bench.worker import BenchWorker  # noqa: E402
 from service.config import Settings, settings_from_env  # noqa: E402
 from service.database import connect  # noqa: E402
 from service.datasets.messages import DATASET  # noqa: E402
 from service.demo import demo_messages, load_messages  # noqa: E402
 from service.devstack import DevStack, Ports  # noqa: E402
-from service.events.submit import export_request, publish_request  # noqa: E402
-from service.jobs.ledger import Ledger  # noqa: E402
+from service.events.submit import export_request  # noqa: E402
+from service.jobs.model import ExportResult  # noqa: E402
 from service.provisioning import provision  # noqa: E402
-from tests.support.ferry import FerryProcess, ferry_command  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402
 
 END = datetime(2025, 12, 1, tzinfo=UTC)
@@ -84,53 +82,13 @@ async def baseline(settings: Settings, project: str, filters: dict[str, str]) ->
     return rows, elapsed
 
 
-class Worker:
-    """A `ferry worker` process; exports run through it by publishing requests to Kafka."""
-
-    def __init__(self, settings: Settings, env: dict[str, str], workdir: Path) -> None:
-        self._settings = settings
-        self._process = FerryProcess(
-            f"worker-{uuid.uuid4().hex[:6]}", ferry_command("worker"), env, workdir
-        )
-
-    def __enter__(self) -> Self:
-        self._process.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._process.stop()
-
-    def peak_rss_kib(self) -> int:
-        if self._process.process is None:
-            raise RuntimeError("the worker is not running")
-        return _peak_rss_kib(self._process.process.pid)
-
-    async def export(self, project: str, filters: dict[str, str]) -> tuple[int, float]:
-        """Rows and seconds from the job's start to its completion, as the ledger records them."""
-        job_id = str(uuid.uuid4())
-        request = export_request(project_id=project, job_id=job_id, filters=filters)
-        await publish_request(self._settings.kafka, request)
-        client = connect(self._settings.mongo, app_name="bench")
-        ledger = Ledger(client[self._settings.mongo.database], event_source="/bench")
-        try:
-            while True:
-                job = await ledger.get(job_id)
-                if job is not None and job.status.value in {"completed", "failed"}:
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            await client.close()
-        if job.result is None or job.started_at is None or job.completed_at is None:
-            raise SystemExit(f"export failed: {job.error_code}: {job.error_message}")
-        seconds = (as_utc(job.completed_at) - as_utc(job.started_at)).total_seconds()
-        return job.result.row_count, seconds
-
-
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc (Linux only)")
+async def export(worker: BenchWorker, project: str, filters: dict[str, str]) -> tuple[int, float]:
+    """Rows exported, and seconds from the job's start to its completion."""
+    request = export_request(project_id=project, job_id=str(uuid.uuid4()), filters=filters)
+    job, seconds = await worker.run(request)
+    if not isinstance(job.result, ExportResult):
+        raise SystemExit(f"not an export: {job.id}")
+    return job.result.row_count, seconds
 
 
 async def main(rows: int, rounds: int) -> None:
@@ -145,12 +103,12 @@ async def main(rows: int, rounds: int) -> None:
 
         # This machine is noisy: warm both paths up, then alternate them and compare medians.
         base_rates, pipe_rates = [], []
-        with Worker(settings, env, Path(scratch)) as worker:
+        with BenchWorker(settings, env, Path(scratch)) as worker:
             await baseline(settings, small, small_filters)
-            await worker.export(small, small_filters)
+            await export(worker, small, small_filters)
             for round_number in range(1, rounds + 1):
                 base_rows, base_seconds = await baseline(settings, small, small_filters)
-                pipe_rows, pipe_seconds = await worker.export(small, small_filters)
+                pipe_rows, pipe_seconds = await export(worker, small, small_filters)
                 if base_rows != pipe_rows:
                     raise SystemExit(f"row counts differ: {base_rows} vs {pipe_rows}")
                 base_rates.append(base_rows / base_seconds)
@@ -161,11 +119,11 @@ async def main(rows: int, rounds: int) -> None:
                     flush=True,
                 )
         # Peak memory: a fresh worker for each size, one export each.
-        with Worker(settings, env, Path(scratch)) as worker:
-            await worker.export(small, small_filters)
+        with BenchWorker(settings, env, Path(scratch)) as worker:
+            await export(worker, small, small_filters)
             peak_small = worker.peak_rss_kib()
-        with Worker(settings, env, Path(scratch)) as worker:
-            large_rows, _ = await worker.export(large, large_filters)
+        with BenchWorker(settings, env, Path(scratch)) as worker:
+            large_rows, _ = await export(worker, large, large_filters)
             peak_large = worker.peak_rss_kib()
 
         base_rate, pipe_rate = statistics.median(base_rates), statistics.median(pipe_rates)

@@ -21,26 +21,24 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pymongo import UpdateOne  # noqa: E402
 
-from service.clock import as_utc, utcnow  # noqa: E402
+from bench.worker import BenchWorker  # noqa: E402
+from service.clock import utcnow  # noqa: E402
 from service.config import Settings, settings_from_env  # noqa: E402
 from service.database import connect  # noqa: E402
 from service.datasets import ensure_dataset_indexes  # noqa: E402
 from service.devstack import DevStack, Ports  # noqa: E402
-from service.events.submit import import_request, publish_request  # noqa: E402
+from service.events.submit import import_request  # noqa: E402
 from service.exports.object_writer import ObjectWriter  # noqa: E402
 from service.imports import files  # noqa: E402
 from service.imports.model import ImportResult  # noqa: E402
-from service.jobs.ledger import Ledger  # noqa: E402
 from service.provisioning import provision  # noqa: E402
 from service.storage import ObjectStore  # noqa: E402
-from tests.support.ferry import FerryProcess, ferry_command  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402
 
 BATCH = 1000  # FERRY_IMPORTS__BATCH_SIZE's default: the baseline uses the same
@@ -107,54 +105,15 @@ async def baseline(settings: Settings, project: str, rows: int) -> float:
     return elapsed
 
 
-class Worker:
-    """A `ferry worker` process; imports run through it by publishing requests to Kafka."""
-
-    def __init__(self, settings: Settings, env: dict[str, str], workdir: Path) -> None:
-        self._settings = settings
-        self._process = FerryProcess(
-            f"worker-{uuid.uuid4().hex[:6]}", ferry_command("worker"), env, workdir
-        )
-
-    def __enter__(self) -> Self:
-        self._process.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._process.stop()
-
-    def peak_rss_kib(self) -> int:
-        if self._process.process is None:
-            raise RuntimeError("the worker is not running")
-        return _peak_rss_kib(self._process.process.pid)
-
-    async def run_import(self, project: str, source: dict[str, str]) -> tuple[int, float]:
-        """Rows created and seconds from the job's start to its completion, per the ledger."""
-        job_id = str(uuid.uuid4())
-        await publish_request(
-            self._settings.kafka, import_request(project_id=project, job_id=job_id, source=source)
-        )
-        client = connect(self._settings.mongo, app_name="bench")
-        ledger = Ledger(client[self._settings.mongo.database], event_source="/bench")
-        try:
-            while True:
-                job = await ledger.get(job_id)
-                if job is not None and job.status.value in {"completed", "failed"}:
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            await client.close()
-        if not isinstance(job.result, ImportResult) or not job.started_at or not job.completed_at:
-            raise SystemExit(f"import failed: {job.error_code}: {job.error_message}")
-        seconds = (as_utc(job.completed_at) - as_utc(job.started_at)).total_seconds()
-        return job.result.counts.created, seconds
-
-
-def _peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc (Linux only)")
+async def run_import(
+    worker: BenchWorker, project: str, source: dict[str, str]
+) -> tuple[int, float]:
+    """Contacts created, and seconds from the job's start to its completion."""
+    request = import_request(project_id=project, job_id=str(uuid.uuid4()), source=source)
+    job, seconds = await worker.run(request)
+    if not isinstance(job.result, ImportResult):
+        raise SystemExit(f"not an import: {job.id}")
+    return job.result.counts.created, seconds
 
 
 async def main(rows: int, rounds: int) -> None:
@@ -172,12 +131,12 @@ async def main(rows: int, rounds: int) -> None:
 
         # This machine is noisy: warm both paths up, then alternate them and compare medians.
         base_rates, pipe_rates = [], []
-        with Worker(settings, env, Path(scratch)) as worker:
+        with BenchWorker(settings, env, Path(scratch)) as worker:
             await baseline(settings, f"warm{run}b", rows)
-            await worker.run_import(f"src{run}", small)
+            await run_import(worker, f"src{run}", small)
             for round_number in range(1, rounds + 1):
                 base_seconds = await baseline(settings, f"b{run}{round_number}", rows)
-                created, pipe_seconds = await worker.run_import(f"src{run}", small)
+                created, pipe_seconds = await run_import(worker, f"src{run}", small)
                 base_rates.append(rows / base_seconds)
                 pipe_rates.append(created / pipe_seconds)
                 print(
@@ -188,12 +147,12 @@ async def main(rows: int, rounds: int) -> None:
                 # The next import into the same project must create again: clear it.
                 await _clear(settings, f"src{run}")
         # Peak memory: a fresh worker for each size, one import each.
-        with Worker(settings, env, Path(scratch)) as worker:
-            await worker.run_import(f"src{run}", small)
+        with BenchWorker(settings, env, Path(scratch)) as worker:
+            await run_import(worker, f"src{run}", small)
             peak_small = worker.peak_rss_kib()
         await _clear(settings, f"src{run}")
-        with Worker(settings, env, Path(scratch)) as worker:
-            large_rows, _ = await worker.run_import(f"src{run}", large)
+        with BenchWorker(settings, env, Path(scratch)) as worker:
+            large_rows, _ = await run_import(worker, f"src{run}", large)
             peak_large = worker.peak_rss_kib()
 
         base_rate, pipe_rate = statistics.median(base_rates), statistics.median(pipe_rates)
