@@ -14,7 +14,7 @@ from service.config import Settings, settings_from_env
 from service.database import Database, connect
 from service.provisioning import provision
 from service.storage import ObjectStore
-from tests.support.infra import Infra, running_infra
+from tests.support.infra import Infra, drop_test_database, running_infra
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +34,8 @@ def settings(infra: Infra) -> Settings:
 async def mongo(settings: Settings) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
     client = connect(settings.mongo, app_name="ferry-tests")
     yield client
-    await client.drop_database(settings.mongo.database)
     await client.close()
+    await drop_test_database(settings.mongo)
 
 
 @pytest.fixture(scope="session")

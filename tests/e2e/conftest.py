@@ -15,7 +15,7 @@ from service.config import Settings, settings_from_env
 from service.database import Database, connect
 from service.provisioning import provision
 from tests.support.ferry import RunningFerry
-from tests.support.infra import Infra, isolated
+from tests.support.infra import Infra, drop_test_database, isolated
 
 FINISHED = {"completed", "failed", "expired", "cancelled"}
 
@@ -52,8 +52,8 @@ def ferry(
 async def e2e_db(e2e_settings: Settings) -> AsyncIterator[Database]:
     client = connect(e2e_settings.mongo, app_name="ferry-e2e")
     yield client[e2e_settings.mongo.database]
-    await client.drop_database(e2e_settings.mongo.database)
     await client.close()
+    await drop_test_database(e2e_settings.mongo)
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -24,7 +24,7 @@ from service.webhooks.deliveries import Delivery, DeliveryStatus, DeliveryStore
 from service.webhooks.endpoints import EndpointStore
 from service.webhooks.secret_store import ProjectSecrets
 from tests.support.ferry import FerryProcess, await_log_line, ferry_command
-from tests.support.infra import Infra, isolated
+from tests.support.infra import Infra, drop_test_database, isolated
 from tests.support.receiver import Receiver, Reply
 from tests.support.status_events import a_job, encoded, status_event
 
@@ -55,8 +55,8 @@ def recovery_settings(recovery_env: dict[str, str]) -> Settings:
 async def recovery_db(recovery_settings: Settings) -> AsyncIterator[Database]:
     client = connect(recovery_settings.mongo, app_name="ferry-e2e-recovery")
     yield client[recovery_settings.mongo.database]
-    await client.drop_database(recovery_settings.mongo.database)
     await client.close()
+    await drop_test_database(recovery_settings.mongo)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.config import MongoSettings
+from service.database import connect
 from service.devstack import DevStack, Ports
 
 _CONNECTION_VARIABLES = (
@@ -89,3 +91,14 @@ def isolated(connection: dict[str, str], *, fast_timings: bool = True) -> dict[s
         "FERRY_KAFKA__READ_MODEL_GROUP": f"ferry-api-{run}",
         "FERRY_KAFKA__WEBHOOKS_GROUP": f"ferry-webhooks-{run}",
     }
+
+
+async def drop_test_database(settings: MongoSettings) -> None:
+    """Remove a run's database at the end, through a client of its own: a session's long-lived
+    client can hold pooled connections the server has closed during a long run (seen on CI after
+    the chaos suite), and a cleanup must not fail a run that passed."""
+    client = connect(settings, app_name="ferry-tests-cleanup")
+    try:
+        await client.drop_database(settings.database)
+    finally:
+        await client.close()
