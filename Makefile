@@ -21,7 +21,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15  # the slowest tests, for whoever makes the suite faster
 
 # The fault-injection suite alone (it is also part of `make test`).
 chaos: $(STAMP)
