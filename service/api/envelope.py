@@ -38,6 +38,11 @@ class Meta(BaseModel):
     request_id: str
 
 
+class PageMeta(Meta):
+    has_more: bool
+    next_cursor: str | None
+
+
 class ErrorEnvelope(BaseModel):
     error: ErrorBody
     meta: Meta

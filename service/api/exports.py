@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from service.api.dependencies import ProjectDep, Services, ServicesDep
-from service.api.envelope import ErrorEnvelope, envelope
+from service.api.envelope import ErrorEnvelope, Meta, PageMeta, envelope
 from service.api.links import SignedLink, file_expiry, signed_link
 from service.api.waiting import with_waiting_info
 from service.clock import utcnow
@@ -32,24 +32,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ExportMeta(BaseModel):
-    request_id: str
-
-
 class ExportEnvelope(BaseModel):
     data: JobView
-    meta: ExportMeta
-
-
-class ExportPageMeta(BaseModel):
-    request_id: str
-    has_more: bool
-    next_cursor: str | None
+    meta: Meta
 
 
 class ExportPage(BaseModel):
     data: list[JobView]
-    meta: ExportPageMeta
+    meta: PageMeta
 
 
 class DownloadLink(BaseModel):
@@ -59,7 +49,7 @@ class DownloadLink(BaseModel):
 
 class DownloadEnvelope(BaseModel):
     data: DownloadLink
-    meta: ExportMeta
+    meta: Meta
 
 
 @router.get("", response_model=ExportPage, responses=_ERRORS, summary="List exports")

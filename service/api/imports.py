@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from service.api.dependencies import ProjectDep, Services, ServicesDep
-from service.api.envelope import ErrorEnvelope, envelope
+from service.api.envelope import ErrorEnvelope, Meta, PageMeta, envelope
 from service.api.links import report_links
 from service.api.waiting import with_waiting_info
 from service.errors import NotFoundError
@@ -45,24 +45,14 @@ class ImportView(JobView):
     )
 
 
-class ImportMeta(BaseModel):
-    request_id: str
-
-
 class ImportEnvelope(BaseModel):
     data: ImportView
-    meta: ImportMeta
-
-
-class ImportPageMeta(BaseModel):
-    request_id: str
-    has_more: bool
-    next_cursor: str | None
+    meta: Meta
 
 
 class ImportPage(BaseModel):
     data: list[ImportView]
-    meta: ImportPageMeta
+    meta: PageMeta
 
 
 @router.get("", response_model=ImportPage, responses=_ERRORS, summary="List imports")

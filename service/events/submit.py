@@ -43,14 +43,7 @@ def export_request(
         "idempotency_key": idempotency_key,
         "notify_url": notify_url,
     }
-    return make_event(
-        event_id=uuid7(),
-        source=source,
-        event_type=EXPORT_REQUESTED,
-        subject=project_id,
-        time=utcnow(),
-        data={name: value for name, value in data.items() if value is not None},
-    )
+    return _request(EXPORT_REQUESTED, source=source, subject=project_id, data=data)
 
 
 def import_request(
@@ -83,30 +76,26 @@ def import_request(
         "idempotency_key": idempotency_key,
         "notify_url": notify_url,
     }
-    return make_event(
-        event_id=uuid7(),
-        source=source_uri,
-        event_type=IMPORT_REQUESTED,
-        subject=project_id,
-        time=utcnow(),
-        data={name: value for name, value in data.items() if value is not None},
-    )
+    return _request(IMPORT_REQUESTED, source=source_uri, subject=project_id, data=data)
 
 
 def cancel_request(
     project_id: str, job_id: str, *, reason: str | None = None, source: str = "/ferry/cli"
 ) -> dict[str, Any]:
     """A `ferry.job.cancel_requested.v1` CloudEvent."""
-    data: dict[str, Any] = {"project_id": project_id, "job_id": job_id}
-    if reason is not None:
-        data["reason"] = reason
+    data = {"project_id": project_id, "job_id": job_id, "reason": reason}
+    return _request(CANCEL_REQUESTED, source=source, subject=job_id, data=data)
+
+
+def _request(event_type: str, *, source: str, subject: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A request CloudEvent; fields left as None are not sent, so they take their defaults."""
     return make_event(
         event_id=uuid7(),
         source=source,
-        event_type=CANCEL_REQUESTED,
-        subject=job_id,
+        event_type=event_type,
+        subject=subject,
         time=utcnow(),
-        data=data,
+        data={name: value for name, value in data.items() if value is not None},
     )
 
 
