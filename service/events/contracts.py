@@ -75,8 +75,8 @@ class CloudEvent(BaseModel):
     data: Any = None
 
 
-class ExportRequestedData(BaseModel):
-    """`data` of `ferry.export.requested.v1`: export a dataset's rows to a file."""
+class JobRequestData(BaseModel):
+    """What every request for a new job carries, whatever its kind."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,16 +84,6 @@ class ExportRequestedData(BaseModel):
     job_id: UUID | None = Field(
         None,
         description="Chosen by the caller to know the job id up front; else Ferry makes a UUIDv7.",
-    )
-    dataset: str = Field("messages", description="What to export, e.g. `messages`.")
-    filters: dict[str, Any] = Field(
-        description="The dataset's filters; for `messages`: start_time and end_time (required, "
-        "RFC 3339), status, endpoint_id, inbound_endpoint_id, direction (outbound|inbound)."
-    )
-    format: ExportFormat = "csv"
-    compression: Compression = "none"
-    columns: list[str] | None = Field(
-        None, min_length=1, description="A subset of the dataset's columns, in the order wanted."
     )
     idempotency_key: str | None = Field(
         None,
@@ -105,6 +95,21 @@ class ExportRequestedData(BaseModel):
         None,
         description="An http(s) URL that also receives every status change of this job as a "
         "signed webhook (signed with the project's webhook secret).",
+    )
+
+
+class ExportRequestedData(JobRequestData):
+    """`data` of `ferry.export.requested.v1`: export a dataset's rows to a file."""
+
+    dataset: str = Field("messages", description="What to export, e.g. `messages`.")
+    filters: dict[str, Any] = Field(
+        description="The dataset's filters; for `messages`: start_time and end_time (required, "
+        "RFC 3339), status, endpoint_id, inbound_endpoint_id, direction (outbound|inbound)."
+    )
+    format: ExportFormat = "csv"
+    compression: Compression = "none"
+    columns: list[str] | None = Field(
+        None, min_length=1, description="A subset of the dataset's columns, in the order wanted."
     )
 
 
@@ -136,16 +141,9 @@ class UrlSource(BaseModel):
     url: Annotated[str, AfterValidator(check_http_url)] = Field(examples=["https://x.test/c.csv"])
 
 
-class ImportRequestedData(BaseModel):
+class ImportRequestedData(JobRequestData):
     """`data` of `ferry.import.requested.v1`: import a CSV file into a dataset (`contacts`)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    project_id: ProjectId
-    job_id: UUID | None = Field(
-        None,
-        description="Chosen by the caller to know the job id up front; else Ferry makes a UUIDv7.",
-    )
     dataset: str = Field("contacts", description="What to import into: `contacts`.")
     source: ObjectSource | UrlSource
     format: Literal["csv"] = "csv"
@@ -171,17 +169,6 @@ class ImportRequestedData(BaseModel):
     dry_run: bool = Field(
         default=False,
         description="Count and write the reports as a real import would; write no contact.",
-    )
-    idempotency_key: str | None = Field(
-        None,
-        min_length=1,
-        max_length=255,
-        description="Requests repeating a key make no second job.",
-    )
-    notify_url: NotifyUrl | None = Field(
-        None,
-        description="An http(s) URL that also receives every status change of this job as a "
-        "signed webhook (signed with the project's webhook secret).",
     )
 
 
