@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.clock import rfc3339
 from service.datasets import get_dataset
+from service.echo import capped, capped_value
 from service.errors import InvalidRequestError
 from service.imports.model import ImportCounts, ImportOptions, ImportResult, ReportFile
 from service.jobs.model import Compression, ExportFormat, Job, JobKind, LastError, Progress
@@ -97,17 +98,21 @@ class JobView(BaseModel):
 
 
 def job_view(job: Job) -> dict[str, Any]:
-    """The JSON object the API serves for `job` (and status events carry)."""
+    """The JSON object the API serves for `job` (and status events carry).
+
+    What the job echoes from its request or input (dataset name, raw filters, columns, error
+    messages) is capped: an event must fit the broker however large the request was.
+    """
     view: dict[str, Any] = {
         "id": job.id,
         "process_id": job.process_id,
         "project_id": job.project_id,
         "kind": job.kind,
-        "dataset": job.dataset,
+        "dataset": capped(job.dataset),
         "status": job.status.value,
         "format": job.format,
         "compression": job.compression,
-        "columns": job.columns,
+        "columns": capped_value(job.columns) if job.columns is not None else None,
         "idempotency_key": job.idempotency_key,
         "notify_url": job.notify_url,
     }
@@ -129,9 +134,13 @@ def job_view(job: Job) -> dict[str, Any]:
             "file_size_bytes": size,
             "file_sha256": sha256,
             "error_code": job.error_code,
-            "error_message": job.error_message,
+            "error_message": capped(job.error_message) if job.error_message else None,
             "attempt": job.attempt,
-            "last_error": job.last_error.model_dump() if job.last_error else None,
+            "last_error": (
+                {"code": job.last_error.code, "message": capped(job.last_error.message)}
+                if job.last_error
+                else None
+            ),
             "cancel_requested_at": (
                 rfc3339(job.cancel_requested_at) if job.cancel_requested_at else None
             ),
@@ -183,4 +192,7 @@ def _filter_fields(job: Job) -> dict[str, Any]:
         return dataset.view_fields(dataset.parse_filters(job.filters))
     except InvalidRequestError:
         # A job that failed because of its request still shows what was asked for.
-        return {f"filter_{name}": value for name, value in job.filters.items()}
+        # Capped: such a request may hold anything, of any size.
+        shown = capped_value(job.filters)
+        assert isinstance(shown, dict)  # noqa: S101 - a mapping stays a mapping
+        return {f"filter_{name}": value for name, value in shown.items()}
