@@ -36,6 +36,16 @@ class KafkaSettings(BaseModel):
         "ferry.requests.dlq",
         description="Requests that cannot be parsed, with the reason in headers.",
     )
+    status_dead_letter_topic: str = Field(
+        "ferry.status.dlq",
+        description="Status events that can never be published (too large, refused), with the "
+        "reason in headers and at most 16 KB of the event.",
+    )
+    producer_linger_ms: int = Field(
+        5,
+        ge=0,
+        description="How long the producer waits to batch records: status events leave in batches.",
+    )
     intake_group: str = Field(
         "ferry-intake", description="Consumer group of the workers' request intake."
     )
@@ -58,6 +68,32 @@ class KafkaSettings(BaseModel):
     )
     topic_replication_factor: int = Field(
         1, gt=0, description="Replicas of topics `ferry provision` creates (3 on a real cluster)."
+    )
+
+
+class OutboxSettings(BaseModel):
+    """The outbox relay that publishes status events; every worker runs one."""
+
+    batch_jobs: int = Field(
+        500, gt=0, description="Jobs whose events one relay round reads and publishes."
+    )
+    poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Fallback poll interval; the relay wakes on changes (in-process and change "
+        "stream) at once.",
+    )
+    shard_lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Lease on a relay's share of the outbox shards: a dead relay's shards are "
+        "taken over within this and a quarter of it.",
+    )
+    max_lag_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A worker reports not ready while the oldest unpublished status event is "
+        "older than this.",
     )
 
 
@@ -374,6 +410,7 @@ class Settings(BaseSettings):
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     # Validated even when absent, so the error names the variables to set.
     s3: S3Settings = Field(default_factory=dict, validate_default=True)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

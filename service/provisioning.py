@@ -28,7 +28,12 @@ async def create_topics(settings: Settings) -> None:
                 num_partitions=kafka.topic_partitions,
                 replication_factor=kafka.topic_replication_factor,
             )
-            for name in (kafka.requests_topic, kafka.status_topic, kafka.dead_letter_topic)
+            for name in (
+                kafka.requests_topic,
+                kafka.status_topic,
+                kafka.dead_letter_topic,
+                kafka.status_dead_letter_topic,
+            )
             if name not in existing
         ]
         if wanted:

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import structlog
 
+from service.clock import utcnow
 from service.config import Settings
 from service.database import connect
 from service.datasets import ensure_dataset_indexes
@@ -22,12 +23,14 @@ from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_
 from service.events.dead_letters import DeadLetters
 from service.events.intake import RequestIntake
 from service.events.kafka import (
+    KafkaStatusPublisher,
     dead_letter_publisher,
     make_broker,
-    status_publisher,
     subscribe_intake,
 )
-from service.events.outbox import OutboxRelay
+from service.events.outbox import outbox_backlog
+from service.events.relay import OutboxRelay
+from service.events.relay_shards import ShardLeases
 from service.exports.expiry import ExpirySweeper
 from service.exports.exporter import Exporter
 from service.exports.request import export_job_from_request
@@ -83,8 +86,14 @@ async def run_worker(
 
     relay = OutboxRelay(
         database,
-        status_publisher(broker, settings.kafka),
-        Leadership(database, name="outbox-relay", owner=owner, ttl=_LEADERSHIP_TTL),
+        KafkaStatusPublisher(broker, settings.kafka),
+        ShardLeases(
+            database,
+            owner=owner,
+            ttl=timedelta(seconds=settings.outbox.shard_lease_seconds),
+        ),
+        batch_jobs=settings.outbox.batch_jobs,
+        poll_seconds=settings.outbox.poll_seconds,
     )
     ledger = Ledger(
         database,
@@ -151,6 +160,15 @@ async def run_worker(
     set_build_info()
 
     readiness = dependency_checks(database, broker, store)
+
+    async def outbox_fresh() -> bool:
+        # Status events are the API's and the webhooks' only source: a stale outbox is news.
+        _, oldest = await outbox_backlog(database)
+        return (
+            oldest is None or (utcnow() - oldest).total_seconds() < settings.outbox.max_lag_seconds
+        )
+
+    readiness["outbox"] = outbox_fresh
     # The loops, once started. A loop that ended while the worker is not stopping has crashed:
     # the worker is then no longer alive and its pod is restarted.
     loops: dict[str, asyncio.Task[None]] = {}
@@ -185,7 +203,7 @@ async def run_worker(
             await stop.wait()
         finally:
             log.info("worker.stopping", owner=owner)
-            await _shut_down(loops, subscriber.stop(), relay, relay_stop, broker.stop())
+            await _shut_down(loops, subscriber.stop(), relay_stop, broker.stop())
             await client.close()
             log.info("worker.stopped", owner=owner)
 
@@ -193,7 +211,6 @@ async def run_worker(
 async def _shut_down(
     loops: dict[str, asyncio.Task[None]],
     stop_intake: Awaitable[None],
-    relay: OutboxRelay,
     relay_stop: asyncio.Event,
     stop_broker: Awaitable[None],
 ) -> None:
@@ -206,8 +223,8 @@ async def _shut_down(
     await asyncio.gather(
         _bounded("intake", stop_intake), loops["runner"], loops["expiry"], return_exceptions=True
     )
+    # The relay publishes the last status events (e.g. of handed-back jobs) as it stops, then
+    # gives its shards back; what it cannot publish in time waits in the outbox for the others.
     relay_stop.set()
-    await loops["outbox-relay"]
-    # The last status events, e.g. of handed-back jobs; the relay keeps them otherwise.
-    await _bounded("outbox", relay.drain_once())
+    await _bounded("outbox", loops["outbox-relay"])
     await _bounded("broker", stop_broker)

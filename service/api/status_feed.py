@@ -13,6 +13,7 @@ from service.config import KafkaSettings
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
 from service.events.kafka import subscribe_records
 from service.events.records import IncomingRecord
+from service.observability.metrics import observe_status_lag
 
 if TYPE_CHECKING:
     from faststream.kafka.subscriber.usecase import DefaultSubscriber
@@ -35,7 +36,10 @@ async def apply_status_event(read_model: ReadModel, payload: bytes) -> bool:
     if event_type not in _VIEW_EVENTS:
         return False
     data.pop("previous_status", None)
-    return await read_model.apply(data)
+    applied = await read_model.apply(data)
+    if applied and isinstance(event.get("time"), str):
+        observe_status_lag("api", event["time"])
+    return applied
 
 
 def subscribe_status_feed(

@@ -4,10 +4,11 @@ everything they do is in plain classes that tests can drive directly."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import structlog
+from aiokafka import errors as aiokafka_errors
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -15,8 +16,8 @@ from faststream.kafka.annotations import KafkaMessage
 from service.config import KafkaSettings
 from service.events.contracts import CLOUDEVENTS_CONTENT_TYPE
 from service.events.dead_letters import PublishRaw
-from service.events.outbox import Publish
 from service.events.records import IncomingRecord
+from service.events.relay import StatusPublisher, UndeliverableEventError
 from service.observability.tracing import kafka_tracing_middlewares
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ def make_broker(settings: KafkaSettings, *, client_id: str, tracing: bool = Fals
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.idempotent_producer,
+        # Events handed over together leave in one request per partition.
+        linger_ms=settings.producer_linger_ms,
         logger=None,  # structlog tells what happened; FastStream's per-message lines are noise
         middlewares=kafka_tracing_middlewares() if tracing else (),
     )
@@ -106,16 +109,62 @@ def subscribe_intake(
     )
 
 
-def status_publisher(broker: KafkaBroker, settings: KafkaSettings) -> Publish:
-    async def publish(key: str, payload: bytes) -> None:
-        await broker.publish(
+# What the broker or the producer answers about a record itself, never about an outage:
+# retrying such a record cannot succeed.
+_VERDICTS: tuple[type[Exception], ...] = (
+    aiokafka_errors.MessageSizeTooLargeError,
+    aiokafka_errors.RecordTooLargeError,
+    aiokafka_errors.RecordListTooLargeError,
+    aiokafka_errors.CorruptRecordException,
+    aiokafka_errors.InvalidTimestampError,
+)
+
+
+class KafkaStatusPublisher(StatusPublisher):
+    """Status events to `ferry.status` (key: job id), handed to the producer without waiting
+    for each acknowledgement; undeliverable ones to the status dead-letter topic."""
+
+    def __init__(self, broker: KafkaBroker, settings: KafkaSettings) -> None:
+        self._broker = broker
+        self._settings = settings
+
+    async def send(self, key: str, payload: bytes) -> Awaitable[object]:
+        try:
+            future = await self._broker.publish(
+                payload,
+                topic=self._settings.status_topic,
+                key=key.encode(),
+                headers={"content-type": CLOUDEVENTS_CONTENT_TYPE},
+                no_confirm=True,
+            )
+        except _VERDICTS as exc:
+            raise UndeliverableEventError(f"{type(exc).__name__}: {exc}") from exc
+        return _Acknowledgement(future)
+
+    async def dead_letter(self, key: str, payload: bytes, headers: dict[str, str]) -> None:
+        await self._broker.publish(
             payload,
-            topic=settings.status_topic,
+            topic=self._settings.status_dead_letter_topic,
             key=key.encode(),
-            headers={"content-type": CLOUDEVENTS_CONTENT_TYPE},
+            headers={"content-type": "application/octet-stream", **headers},
         )
 
-    return publish
+
+class _Acknowledgement:
+    """The broker's acknowledgement of one record, its verdicts told apart. A plain object, not
+    a coroutine: a relay stopped before awaiting it leaves nothing dangling."""
+
+    def __init__(self, future: Awaitable[object]) -> None:
+        self._future = future
+
+    def __await__(self) -> Generator[Any, None, object]:
+        return self._result().__await__()
+
+    async def _result(self) -> object:
+        try:
+            return await self._future
+        except _VERDICTS as exc:
+            raise UndeliverableEventError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def dead_letter_publisher(broker: KafkaBroker, settings: KafkaSettings) -> PublishRaw:

@@ -24,7 +24,7 @@ from service.clock import utcnow, uuid7
 from service.counters import PROCESS_IDS, Counters
 from service.errors import LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
-from service.events.outbox import outbox_entry
+from service.events.outbox import outbox_entry, shard_of
 from service.jobs.model import Job, JobResult, LastError, Progress
 from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus, allowed_from
@@ -139,9 +139,13 @@ class Ledger:
                 IndexModel([("project_id", ASCENDING), ("status", ASCENDING)]),
                 # Finished jobs are deleted once their record retention has passed.
                 IndexModel([("purge_at", ASCENDING)], expireAfterSeconds=0),
-                # The outbox relay's work list: jobs with events not yet published.
+                # The outbox relays' work list: jobs with events not yet published, by shard.
                 IndexModel(
                     [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)],
+                    partialFilterExpression={"outbox_pending": True},
+                ),
+                IndexModel(
+                    [("outbox_pending", ASCENDING), ("outbox_shard", ASCENDING)],
                     partialFilterExpression={"outbox_pending": True},
                 ),
             ]
@@ -170,6 +174,7 @@ class Ledger:
             "revision": 1,
             "outbox": [self._entry(job, JOB_STATUS_CHANGED, None)],
             "outbox_pending": True,
+            "outbox_shard": shard_of(job.id),
         }
         try:
             await self._jobs.insert_one(document)
@@ -513,6 +518,7 @@ class Ledger:
                 self._entry(job, event_type, previous),
             ]
             changed["outbox_pending"] = True
+            changed["outbox_shard"] = shard_of(job.id)
             changed["revision"] = int(document.get("revision", 0)) + 1
             result = await self._jobs.replace_one(
                 {**query, "_id": document["_id"], "revision": document.get("revision", 0)},
@@ -537,7 +543,11 @@ class Ledger:
             time=job.updated_at,
             data=data,
         )
-        return outbox_entry(key=job.id, event=event)
+        entry = outbox_entry(key=job.id, event=event)
+        if "oversize" in entry:
+            # Echoed input is capped, so this is a bug to fix; the relay dead-letters the event.
+            log.error("outbox.event_oversize", job_id=job.id, size=entry["oversize"])
+        return entry
 
     @staticmethod
     def _fence(lease: Lease) -> dict[str, Any]:

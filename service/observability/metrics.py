@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter as Counter_
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ from service.events.contracts import JOB_STATUS_CHANGED
 # Seconds: a tiny export takes well under a second, a large one tens of minutes.
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 _ROWS_PER_SECOND_BUCKETS = (100, 500, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000)
+# Seconds from a job change to its event being published or applied: fractions when fresh.
+_LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 BUILD = Info("ferry_build", "The running Ferry version.")
@@ -92,6 +95,32 @@ DEAD_LETTERS = Counter(
 OUTBOX_PUBLISHED = Counter(
     "ferry_outbox_published", "Status events this process published from the outbox."
 )
+OUTBOX_COALESCED = Counter(
+    "ferry_outbox_coalesced",
+    "Progress events (job.updated) this process dropped unpublished because a later event of "
+    "the same job superseded them.",
+)
+OUTBOX_PUBLISH_LAG = Histogram(
+    "ferry_outbox_publish_lag_seconds",
+    "Time from a job change (its outbox entry written) to the broker acknowledging its event.",
+    buckets=_LAG_BUCKETS,
+)
+OUTBOX_SHARDS_HELD = Gauge(
+    "ferry_outbox_shards_held", "Outbox shards whose events this process's relay publishes."
+)
+STATUS_DEAD_LETTERS = Counter(
+    "ferry_status_dead_letters",
+    "Status events that could never be published (too large, refused), sent to the status "
+    "dead-letter topic instead, by code.",
+    ["code"],
+)
+STATUS_CONSUMER_LAG = Histogram(
+    "ferry_status_consumer_lag_seconds",
+    "Time from a job change (the status event's `time`) to this process applying the event: "
+    "the API's read model and the webhook dispatcher.",
+    ["consumer"],
+    buckets=_LAG_BUCKETS,
+)
 OUTBOX_BACKLOG = Gauge(
     "ferry_outbox_backlog", "Status events written but not yet published. Ledger-wide."
 )
@@ -146,6 +175,19 @@ def record_status_event(event: Mapping[str, Any]) -> None:
         return
     data = event.get("data") or {}
     JOBS.labels(kind=data.get("kind", "unknown"), status=data.get("status", "unknown")).inc()
+
+
+def observe_status_lag(consumer: Literal["api", "webhooks"], changed_at: datetime | str) -> None:
+    """How far behind the ledger a consumer of status events is: now minus the change's time."""
+    if isinstance(changed_at, str):
+        try:
+            changed_at = datetime.fromisoformat(changed_at)
+        except ValueError:
+            return
+    if changed_at.tzinfo is None:
+        changed_at = changed_at.replace(tzinfo=UTC)
+    lag = (datetime.now(UTC) - changed_at).total_seconds()
+    STATUS_CONSUMER_LAG.labels(consumer=consumer).observe(max(lag, 0.0))
 
 
 def record_import_rows(outcomes: Sequence[str], rejected_reasons: Sequence[str]) -> None:

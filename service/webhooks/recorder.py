@@ -13,6 +13,7 @@ from typing import Protocol
 
 import structlog
 
+from service.observability.metrics import observe_status_lag
 from service.webhooks.deliveries import Claim, Delivery, DeliveryStore, Destination
 from service.webhooks.endpoints import Endpoint, EndpointStore
 from service.webhooks.payload import UnreadableEventError, WebhookMessage, webhook_message
@@ -77,6 +78,8 @@ class DeliveryRecorder:
             batch.append((message, destinations))
         claim = self._handoff.room() if self._handoff is not None else None
         recorded = await self._deliveries.record_many(batch, claim=claim)
+        for message in messages:
+            observe_status_lag("webhooks", message.occurred_at)
         if self._handoff is not None:
             if recorded.claimed:
                 await self._handoff.take(recorded.claimed, wanted)
