@@ -15,7 +15,6 @@ from datetime import timedelta
 
 import structlog
 
-from service.clock import utcnow
 from service.config import Settings
 from service.database import connect
 from service.datasets import ensure_dataset_indexes
@@ -28,7 +27,7 @@ from service.events.kafka import (
     make_broker,
     subscribe_intake,
 )
-from service.events.outbox import outbox_backlog
+from service.events.outbox import outbox_is_fresh
 from service.events.relay import OutboxRelay
 from service.events.relay_shards import ShardLeases
 from service.exports.expiry import ExpirySweeper
@@ -162,11 +161,7 @@ async def run_worker(
     readiness = dependency_checks(database, broker, store)
 
     async def outbox_fresh() -> bool:
-        # Status events are the API's and the webhooks' only source: a stale outbox is news.
-        _, oldest = await outbox_backlog(database)
-        return (
-            oldest is None or (utcnow() - oldest).total_seconds() < settings.outbox.max_lag_seconds
-        )
+        return await outbox_is_fresh(database, max_lag_seconds=settings.outbox.max_lag_seconds)
 
     readiness["outbox"] = outbox_fresh
     # The loops, once started. A loop that ended while the worker is not stopping has crashed:

@@ -79,3 +79,12 @@ async def outbox_backlog(database: AsyncDatabase[dict[str, Any]]) -> tuple[int, 
         )
     ).to_list()
     return (int(rows[0]["count"]), rows[0]["oldest"]) if rows else (0, None)
+
+
+async def outbox_is_fresh(
+    database: AsyncDatabase[dict[str, Any]], *, max_lag_seconds: float
+) -> bool:
+    """Whether the oldest unpublished event is younger than `max_lag_seconds` (readiness:
+    status events are the API's and the webhooks' only source, so a stale outbox is news)."""
+    _, oldest = await outbox_backlog(database)
+    return oldest is None or (utcnow() - oldest).total_seconds() < max_lag_seconds

@@ -105,7 +105,7 @@ async def test_worker_readiness_follows_the_object_store(worker_settings: Settin
             answer = await http.get("/readyz")
             assert answer.json() == {
                 "status": "ready",
-                "checks": {"mongodb": True, "kafka": True, "object_store": True},
+                "checks": {"mongodb": True, "kafka": True, "object_store": True, "outbox": True},
             }
             alive = await http.get("/healthz")
             assert alive.status_code == httpx.codes.OK
@@ -118,6 +118,7 @@ async def test_worker_readiness_follows_the_object_store(worker_settings: Settin
                 "mongodb": True,
                 "kafka": True,
                 "object_store": False,
+                "outbox": True,
             }
             # Liveness does not follow dependencies: restarting would not bring the bucket back.
             assert (await http.get("/healthz")).status_code == httpx.codes.OK

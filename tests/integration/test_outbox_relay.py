@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from service.clock import utcnow
 from service.config import Settings
 from service.database import Database
 from service.events.kafka import KafkaStatusPublisher, make_broker
-from service.events.outbox import JOBS_COLLECTION, OUTBOX_SHARDS, outbox_backlog
+from service.events.outbox import JOBS_COLLECTION, OUTBOX_SHARDS, outbox_backlog, outbox_is_fresh
 from service.events.relay import OutboxRelay, UndeliverableEventError
 from service.events.relay_shards import RELAYS_COLLECTION, SHARD_LEASES_COLLECTION, ShardLeases
 from service.jobs.ledger import ClaimPolicy, Lease, Ledger
@@ -312,3 +313,17 @@ async def test_a_job_left_flagged_with_an_empty_outbox_is_cleared(
     await relay.refresh_shards()
     assert await relay.drain_once() == 1
     assert await relay.drain_once() == 0
+
+
+async def test_the_outbox_is_stale_once_its_oldest_event_passes_the_lag(
+    ledger: Ledger, database: Database
+) -> None:
+    assert await outbox_is_fresh(database, max_lag_seconds=1)
+    job = new_job()
+    await ledger.accept(job)
+    assert await outbox_is_fresh(database, max_lag_seconds=60)
+    an_hour_ago = utcnow() - timedelta(hours=1)
+    await database[JOBS_COLLECTION].update_one(
+        {"_id": job.id}, {"$set": {"outbox.0.created_at": an_hour_ago}}
+    )
+    assert not await outbox_is_fresh(database, max_lag_seconds=60)
