@@ -500,7 +500,11 @@ def _settings(*, role: str | None = None) -> Settings:
         settings = load_settings()
     except ValidationError as exc:
         problems = "; ".join(
-            f"FERRY_{'__'.join(str(part).upper() for part in error['loc'])}: {error['msg']}"
+            # A check of several settings at once names its variables in its message.
+            f"FERRY_{'__'.join(str(part).upper() for part in error['loc'])}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
+            if error["loc"]
+            else error["msg"].removeprefix("Value error, ")
             for error in exc.errors(include_url=False)
         )
         _fail(
