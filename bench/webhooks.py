@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.clock import as_utc, rfc3339, utcnow  # noqa: E402
-from service.config import Settings, settings_from_env  # noqa: E402
+from service.config import DEV_SECRET_ENCRYPTION_KEY, Settings, settings_from_env  # noqa: E402
 from service.database import Database, connect  # noqa: E402
 from service.demo import demo_messages, load_messages  # noqa: E402
 from service.devstack import DevStack, Ports  # noqa: E402
@@ -44,12 +44,15 @@ from service.events.submit import export_request  # noqa: E402
 from service.provisioning import provision  # noqa: E402
 from service.webhooks.deliveries import DELIVERIES_COLLECTION  # noqa: E402
 from service.webhooks.endpoints import EndpointStore  # noqa: E402
+from service.webhooks.secret_cipher import SecretCipher  # noqa: E402
 from service.webhooks.secret_store import ProjectSecrets  # noqa: E402
 from tests.support.ferry import FerryProcess, await_log_line, ferry_command  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402
 from tests.support.receiver import Received, Receiver  # noqa: E402
 from tests.support.status_events import a_job, encoded, status_event  # noqa: E402
 
+# The key the dispatcher encrypts secrets with in development, as the bench runs it.
+DEV_CIPHER = SecretCipher([DEV_SECRET_ENCRYPTION_KEY])
 PROJECTS = 20  # a project runs 2 jobs at once (FERRY_WORKER__MAX_RUNNING_PER_PROJECT)
 ROWS_PER_PROJECT = 50
 
@@ -63,7 +66,7 @@ async def endpoints_for(
     secrets = {}
     for project in projects:
         await store.add(project, receiver.url(f"/{project}"), ["export.completed"])
-        secret = await ProjectSecrets(database).create_if_missing(project)
+        secret = await ProjectSecrets(database, cipher=DEV_CIPHER).create_if_missing(project)
         if secret is None:
             raise SystemExit(f"project {project} already had a secret")
         secrets[project] = secret

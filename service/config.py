@@ -7,13 +7,15 @@ real environment variables always win over that file.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEV_ENV_FILE = Path(".ferry") / "dev.env"
@@ -22,6 +24,8 @@ DEV_ENV_FILE = Path(".ferry") / "dev.env"
 # anything; outside development they are refused so a deployment cannot run on them by mistake.
 DEV_S3_ACCESS_KEY = "ferry-dev"
 DEV_S3_SECRET_KEY = "ferry-dev-secret"  # noqa: S105 - a published placeholder, refused in production
+# Likewise the key encrypting webhook signing secrets when development sets none.
+DEV_SECRET_ENCRYPTION_KEY = "ZmVycnktZGV2LXdlYmhvb2stc2VjcmV0LWtleS0zMmI="  # noqa: S105 - as above
 
 
 class KafkaSettings(BaseModel):
@@ -345,6 +349,35 @@ class WebhookSettings(BaseModel):
         description="Deliveries and their attempt logs are deleted this long after they were "
         "recorded.",
     )
+    # Signing secrets at rest.
+    secret_encryption_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated Fernet keys (`ferry webhooks new-encryption-key`) that "
+        "encrypt the projects' signing secrets in MongoDB. The first encrypts, every one "
+        "decrypts: to rotate, put a new key first, run `ferry webhooks reencrypt-secrets`, then "
+        "drop the old key. Required in production; development falls back to a published "
+        "placeholder.",
+    )
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        """The keys of `secret_encryption_keys`, the encrypting one first."""
+        return _split_keys(self.secret_encryption_keys)
+
+    @field_validator("secret_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        for number, key in enumerate(_split_keys(value), start=1):
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode())) == 32  # noqa: PLR2004
+            except (binascii.Error, ValueError):
+                valid = False
+            if not valid:
+                raise ValueError(
+                    f"key {number} is not a Fernet key (32 url-safe base64-encoded bytes; "
+                    "`ferry webhooks new-encryption-key` makes one)"
+                )
+        return value
 
     @property
     def retry_delays(self) -> tuple[float, ...]:
@@ -358,6 +391,11 @@ class WebhookSettings(BaseModel):
                 "webhooks.lease_seconds must be more than three times webhooks.timeout_seconds"
             )
         return self
+
+
+def _split_keys(value: SecretStr | None) -> list[str]:
+    keys = value.get_secret_value().split(",") if value is not None else []
+    return [key.strip() for key in keys if key.strip()]
 
 
 class ObservabilitySettings(BaseModel):
@@ -431,6 +469,19 @@ class Settings(BaseSettings):
                 "the dev stack's placeholder S3 credentials are refused outside development; "
                 "set FERRY_S3__ACCESS_KEY and FERRY_S3__SECRET_KEY, "
                 "or FERRY_ENVIRONMENT=development"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _secret_encryption_key_in_production(self) -> Settings:
+        keys = self.webhooks.encryption_keys
+        if self.environment == "development" and not keys:
+            self.webhooks.secret_encryption_keys = SecretStr(DEV_SECRET_ENCRYPTION_KEY)
+        elif self.environment == "production" and (not keys or DEV_SECRET_ENCRYPTION_KEY in keys):
+            raise ValueError(
+                "production needs a key that encrypts webhook signing secrets, and not the "
+                "development placeholder: set FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS (`ferry "
+                "webhooks new-encryption-key` makes one), or FERRY_ENVIRONMENT=development"
             )
         return self
 

@@ -244,5 +244,8 @@ def stale_documents(directory: Path) -> list[str]:
 
 def _placeholder_settings() -> Settings:
     # The OpenAPI document depends on the routes only; no setting from the environment may
-    # change it, so it is built from defaults with stand-in credentials.
-    return settings_from({"s3": {"access_key": "unused", "secret_key": "unused"}})
+    # change it, so it is built from defaults with stand-in credentials (development: they
+    # include no key encrypting webhook secrets).
+    return settings_from(
+        {"environment": "development", "s3": {"access_key": "unused", "secret_key": "unused"}}
+    )

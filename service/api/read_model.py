@@ -1,7 +1,9 @@
 """The API's own view of jobs, kept from the status topic.
 
 An event is applied only if its `version` is newer than what is stored, so redelivered,
-duplicated or reordered events leave the view as it should be.
+duplicated or reordered events leave the view as it should be. An event is applied only if it
+is a job view of the documented form, too: its job and project ids become parts of the object
+keys the API signs, so whoever can write to the status topic must not be able to choose them.
 """
 
 from __future__ import annotations
@@ -11,18 +13,31 @@ import binascii
 import json
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
+import structlog
+from pydantic import ValidationError
 from pymongo import DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow
+from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
+from service.events.contracts import is_valid_project_id
+from service.imports import files as import_files
+from service.imports.model import BREVO_CATEGORIES, REJECTED_ROWS
+from service.jobs.view import JobView
+
+log = structlog.get_logger(__name__)
 
 READ_MODEL_COLLECTION = "job_views"
 
 
 _FINISHED = frozenset({"completed", "failed", "expired", "cancelled"})
+# Every report an import may write.
+REPORT_NAMES = frozenset({*BREVO_CATEGORIES, REJECTED_ROWS})
+_REASON_CHARS = 300  # a refused event's reason echoes its content: keep the log line short
 
 
 class ReadModel:
@@ -66,7 +81,16 @@ class ReadModel:
         )
 
     async def apply(self, view: dict[str, Any]) -> bool:
-        """Store `view` (a job as the API shows it) unless a newer version is already stored."""
+        """Store `view` (a job as the API shows it) unless a newer version is already stored,
+        or it is not a job view of the documented form (then it is logged and left out)."""
+        reason = refusal(view)
+        if reason is not None:
+            log.warning(
+                "read_model.view_refused",
+                job_id=str(view.get("id"))[:64],
+                reason=reason[:_REASON_CHARS],
+            )
+            return False
         version = int(view["version"])
         document = {
             "project_id": view["project_id"],
@@ -173,6 +197,50 @@ class ReadModel:
         else:
             reason = "waiting for a free worker"
         return ahead + 1, reason
+
+
+def refusal(view: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one return per reason
+    """Why `view` cannot be a job as Ferry shows it; None when it can.
+
+    Beyond the view's model: the job id is a UUID in its canonical form, the project id has the
+    form requests are held to, and every report is one Ferry writes, at the key Ferry writes it
+    to. The API derives the keys it signs from these (never reads them from the event), so a
+    view that passes cannot name another project's files."""
+    try:
+        JobView.model_validate(view)
+    except ValidationError as exc:
+        return describe_validation_error(exc, prefix="data")
+    job_id, project_id = view["id"], view["project_id"]
+    if not _is_canonical_uuid(job_id):
+        return "data.id: not a job id (a UUID, lowercase, with hyphens)"
+    if not is_valid_project_id(project_id):
+        return "data.project_id: not a project id"
+    for field in ("created_at", "completed_at", "expires_at"):
+        if not _is_timestamp(view.get(field), optional=field != "created_at"):
+            return f"data.{field}: not an ISO 8601 timestamp"
+    for name, report in (view.get("reports") or {}).items():
+        if name not in REPORT_NAMES:
+            return f"data.reports: {name!r} is not a report Ferry writes"
+        if report["key"] != import_files.report_key(project_id, job_id, name):
+            return f"data.reports.{name}.key: not where Ferry writes this job's report"
+    return None
+
+
+def _is_canonical_uuid(value: str) -> bool:
+    try:
+        return str(UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _is_timestamp(value: object, *, optional: bool) -> bool:
+    if value is None:
+        return optional
+    try:
+        datetime.fromisoformat(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _encode_cursor(created_at: datetime, job_id: str) -> str:

@@ -19,6 +19,7 @@ from service.outbound.guard import DestinationGuard, UnresolvableHostError, Unsa
 from service.outbound.urls import check_http_url
 from service.webhooks.deliveries import Delivery, DeliveryStore
 from service.webhooks.endpoints import Endpoint, EndpointNotFoundError, EndpointStore
+from service.webhooks.secret_cipher import SecretCipher
 from service.webhooks.secret_store import ProjectSecrets
 
 
@@ -47,7 +48,9 @@ class WebhookAdmin:
         self.deliveries = DeliveryStore(
             database, retention=timedelta(seconds=settings.webhooks.retention_seconds)
         )
-        self.secrets = ProjectSecrets(database)
+        self.secrets = ProjectSecrets(
+            database, cipher=SecretCipher.from_settings(settings.webhooks)
+        )
         self._guard = DestinationGuard(AddressPolicy.from_settings(settings.outbound))
         self._grace = timedelta(seconds=settings.webhooks.secret_grace_seconds)
 

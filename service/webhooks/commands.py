@@ -145,6 +145,38 @@ def rotate_secret(
     print(secret)  # noqa: T201 - alone and unstyled, so scripts can take the last line
 
 
+@webhooks_app.command("new-encryption-key")
+def new_encryption_key() -> None:
+    """Print a new key for FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS (touches nothing else).
+
+    To rotate: put it first in the setting (comma-separated, old key after it), restart Ferry,
+    run `ferry webhooks reencrypt-secrets`, then drop the old key.
+    """
+    from service.webhooks.secret_cipher import new_encryption_key as make_key
+
+    print(make_key())  # noqa: T201 - alone and unstyled, for scripts
+
+
+@webhooks_app.command("reencrypt-secrets")
+def reencrypt_secrets() -> None:
+    """Encrypt every project's signing secrets again with the first key of
+    FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS; secrets still stored in plain text are encrypted.
+    Exits 1 when a project's secret cannot be decrypted with any configured key."""
+    done = _run(lambda admin: admin.secrets.reencrypt_all())
+    _say(
+        f"Re-encrypted {done.secrets} secret(s) of {done.projects} project(s) with the first "
+        f"key ({done.plaintext_encrypted} were stored in plain text)."
+    )
+    if done.unreadable:
+        from service.cli import err_console
+
+        err_console.print(
+            f"[red]error:[/] no configured key decrypts the secrets of "
+            f"{', '.join(done.unreadable)}; they were left as they were"
+        )
+        raise typer.Exit(1)
+
+
 @webhooks_app.command("deliveries")
 def deliveries(
     endpoint: Annotated[str | None, typer.Option(help="Deliveries to this endpoint.")] = None,

@@ -28,6 +28,7 @@ from service.webhooks.delivery_loop import DeliveryLoop
 from service.webhooks.endpoints import EndpointStore
 from service.webhooks.kafka import subscribe_status_events
 from service.webhooks.recorder import DeliveryRecorder
+from service.webhooks.secret_cipher import SecretCipher
 from service.webhooks.secret_store import ProjectSecrets
 from service.webhooks.sender import Sender
 
@@ -56,7 +57,7 @@ async def run_dispatcher(
     loop = DeliveryLoop(
         deliveries,
         endpoints,
-        ProjectSecrets(database),
+        ProjectSecrets(database, cipher=SecretCipher.from_settings(webhooks)),
         Sender(http, timeout=webhooks.timeout_seconds),
         webhooks,
         owner=owner,

@@ -24,6 +24,7 @@ SECRET_VALUES = {
     "FERRY_MONGO__URL": "mongodb://ferry:pw@mongo-0.mongo:27017/?replicaSet=rs0",
     "FERRY_S3__ACCESS_KEY": "AKIA0000",
     "FERRY_S3__SECRET_KEY": "s3cr3t",
+    "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS": "ZmVycnktY2hhcnQtdGVzdC1lbmNyeXB0aW9uLWtleSE=",
 }
 # Every optional part switched on, and every value that changes what is rendered set.
 ALL_ON: dict[str, Any] = {
@@ -385,6 +386,20 @@ def test_provisioning_runs_as_a_hook_with_the_release_settings() -> None:
         ({"config": {"kafka_servers": "k:9092"}}, "kafka_servers"),
         ({"secrets": {"create": False, "existingSecret": ""}}, "existingSecret"),
         ({"secrets": {"create": True, "existingSecret": "", "values": {}}}, "FERRY_MONGO__URL"),
+        (
+            {"config": {"FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS": "in-the-configmap"}},
+            "config",
+        ),
+        (
+            {
+                "secrets": {
+                    "create": True,
+                    "existingSecret": "",
+                    "values": {k: v for k, v in SECRET_VALUES.items() if "ENCRYPTION" not in k},
+                }
+            },
+            "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS",
+        ),
         ({"securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem"),
         ({"api": {"autoscaling": {"targetCPUUtilizationPercentage": 0}}}, "minimum"),
     ],
@@ -394,6 +409,8 @@ def test_provisioning_runs_as_a_hook_with_the_release_settings() -> None:
         "not-a-ferry-variable",
         "no-secret",
         "created-secret-incomplete",
+        "encryption-key-in-config",
+        "created-secret-without-encryption-key",
         "writable-root",
         "bad-target",
     ],
@@ -414,6 +431,8 @@ def test_values_schema_is_a_valid_schema_and_admits_the_defaults() -> None:
 def test_notes_tell_how_to_reach_the_api_and_create_the_secret() -> None:
     notes = render()["ferry/templates/NOTES.txt"]
     assert "create secret generic ferry-credentials" in notes
+    for name in SECRET_VALUES:  # every credential Ferry refuses to start without
+        assert f"--from-literal={name}=" in notes
     assert "port-forward svc/ferry-api" in notes
     notes = render(ALL_ON)["ferry/templates/NOTES.txt"]
     assert "https://ferry.example.com/v1/exports" in notes

@@ -1,8 +1,10 @@
 """docker-compose.yml against the compose specification, then what makes it work: KRaft, a
-replica set that initiates itself, health checks, start order, and settings Ferry accepts."""
+replica set that initiates itself, health checks, start order, settings Ferry accepts, and what
+keeps it safe: ports on 127.0.0.1 only, credentials from `.env` with no defaults."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,18 @@ import pytest
 import yaml
 
 from service.config import WorkerSettings, settings_from_env
-from tests.deploy.conftest import COMPOSE, setting_variables
+from service.webhooks.secret_cipher import new_encryption_key
+from tests.deploy.conftest import COMPOSE, ROOT, setting_variables
+
+ENV_EXAMPLE = ROOT / ".env.example"
+# ${NAME}, ${NAME:-default} or ${NAME:?message}
+_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<kind>:[-?])(?P<rest>[^}]*))?\}")
+# What someone following .env.example would put in .env.
+FILLED_IN_ENV = {
+    "MINIO_ROOT_USER": "ferry",
+    "MINIO_ROOT_PASSWORD": "a-long-random-password",
+    "FERRY_SECRET_ENCRYPTION_KEYS": new_encryption_key(),
+}
 
 FERRY_ROLES = ("provision", "worker", "api", "webhooks")
 LONG_RUNNING = ("worker", "api", "webhooks")
@@ -115,22 +128,59 @@ def test_workers_get_longer_than_their_shutdown_grace(compose: dict[str, Any]) -
 
 
 def test_ferry_environment_is_settings_ferry_accepts(compose: dict[str, Any]) -> None:
-    env = {name: _expand_default(str(value)) for name, value in compose["x-ferry-env"].items()}
+    env = {name: _expand(str(value)) for name, value in compose["x-ferry-env"].items()}
     assert set(env) <= setting_variables()
     settings = settings_from_env(env)
     assert settings.environment == "production"
     assert settings.kafka.idempotent_producer is True  # real Kafka has it
     assert settings.s3.endpoint == "http://minio:9000"
     assert settings.s3.public_endpoint == "http://localhost:9000"
+    assert settings.webhooks.encryption_keys == [FILLED_IN_ENV["FERRY_SECRET_ENCRYPTION_KEYS"]]
     minio = compose["services"]["minio"]["environment"]
-    assert _expand_default(minio["MINIO_ROOT_USER"]) == settings.s3.access_key.get_secret_value()
-    assert (
-        _expand_default(minio["MINIO_ROOT_PASSWORD"]) == settings.s3.secret_key.get_secret_value()
+    assert _expand(minio["MINIO_ROOT_USER"]) == settings.s3.access_key.get_secret_value()
+    assert _expand(minio["MINIO_ROOT_PASSWORD"]) == settings.s3.secret_key.get_secret_value()
+
+
+def test_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert published["mongo"] == []  # the compose network only
+    assert all(published[name] for name in ("kafka", "minio", "api"))
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_credentials_come_from_env_with_no_defaults(compose: dict[str, Any]) -> None:
+    text = COMPOSE.read_text()
+    required = {m["name"] for m in _VARIABLE.finditer(text) if m["kind"] == ":?"}
+    assert required == set(FILLED_IN_ENV)
+    for match in _VARIABLE.finditer(text):
+        if match["kind"] == ":-":  # a default: never for a credential
+            assert not re.search("USER|PASSWORD|KEY|SECRET", match["name"]), match[0]
+    # .env.example names each, with no value to be taken as it is.
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
     )
+    assert set(example) == set(FILLED_IN_ENV)
+    assert example["MINIO_ROOT_PASSWORD"] == ""
+    assert example["FERRY_SECRET_ENCRYPTION_KEYS"] == ""
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    env = compose["x-ferry-env"]
+    assert env["FERRY_ENVIRONMENT"] == "production"
+    assert "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS" in env
 
 
-def _expand_default(value: str) -> str:
-    """`${NAME:-default}` as compose expands it when NAME is unset."""
-    if value.startswith("${") and ":-" in value:
-        return value[value.index(":-") + 2 : -1]
-    return value
+def _expand(value: str) -> str:
+    """`value` as compose expands it with `.env` filled in as .env.example asks (a variable
+    left unset takes its `:-` default)."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name in FILLED_IN_ENV:
+            return FILLED_IN_ENV[name]
+        assert match["kind"] == ":-", f"{name} has no value in the test's .env"
+        return match["rest"]
+
+    return _VARIABLE.sub(one, value)

@@ -1,5 +1,5 @@
 """The lookup API's contract: auth, project isolation, errors in the envelope, pagination,
-status events in order, download links and expiry."""
+status events in order, download links and expiry, and links no status event can redirect."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ import json
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from service.clock import utcnow
 from service.config import Settings
 from service.database import Database
 from service.demo import demo_messages, load_messages
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.events.submit import export_request
+from service.jobs.view import job_view
 from service.storage import ObjectStore
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import RunningFerry
 from tests.support.kafka import publish, read_topic
+from tests.support.status_events import a_job
 
 pytestmark = pytest.mark.e2e
 
@@ -188,3 +192,50 @@ async def test_download_links_are_fresh_each_time_and_expired_exports_answer_410
     assert_error(
         await http.get(f"/v1/exports/{job_id}/download", headers=headers), 410, "EXPORT_EXPIRED"
     )
+
+
+async def test_a_forged_status_event_cannot_make_the_api_sign_another_projects_file(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    victim = f"vic{uuid.uuid4().hex[:6]}"
+    victim_job, _ = await completed_export(e2e_settings, e2e_db, http, victim)
+    victim_file = f"exports/{victim}/{victim_job}.csv"
+    attacker = f"atk{uuid.uuid4().hex[:6]}"
+    headers = await api_key(e2e_db, attacker)
+
+    def forged_import(job_id: str, report_key: str) -> dict[str, Any]:
+        data = job_view(a_job(attacker, job_id=job_id, version=9))
+        data.update(kind="import", dataset="contacts", previous_status="processing")
+        data["reports"] = {"rejected_rows": {"key": report_key, "rows": 1}}
+        return make_event(
+            event_id=str(uuid.uuid4()),
+            source="/attacker",
+            event_type=JOB_STATUS_CHANGED,
+            subject=job_id,
+            time=utcnow(),
+            data=data,
+        )
+
+    # One pointing at the victim's file, then one of the documented form: same key, same
+    # partition, so once the second is served the first has been read.
+    forged, honest = str(uuid.uuid4()), str(uuid.uuid4())
+    producer = AIOKafkaProducer(bootstrap_servers=e2e_settings.kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        for job_id, key in (
+            (forged, victim_file),
+            (honest, f"imports/{attacker}/{honest}/rejected_rows.csv"),
+        ):
+            event = forged_import(job_id, key)
+            await producer.send_and_wait(
+                e2e_settings.kafka.status_topic, json.dumps(event).encode(), key=b"same"
+            )
+    finally:
+        await producer.stop()
+
+    shown = await wait_for_job(http, honest, headers, kind="imports")
+    url = urlsplit(shown["reports"]["rejected_rows"]["url"])
+    assert url.path == f"/{e2e_settings.s3.bucket}/imports/{attacker}/{honest}/rejected_rows.csv"
+    assert_error(await http.get(f"/v1/imports/{forged}", headers=headers), 404, "NOT_FOUND")
+    processes = await http.get("/v3/processes", headers={"api-key": headers["Authorization"][7:]})
+    assert victim_file not in processes.text

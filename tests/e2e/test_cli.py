@@ -1,7 +1,10 @@
-"""The `ferry` command as people use it: keys, submitting with --wait, and `ferry dev --demo`."""
+"""The `ferry` command as people use it: keys (create, list, revoke), submitting with --wait,
+and `ferry dev --demo`."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -13,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.api.keys import CACHE_SECONDS
 from service.clock import rfc3339, utcnow
 from service.database import Database
 from service.demo import demo_messages, load_messages
@@ -46,6 +50,48 @@ async def test_keys_create_prints_a_working_key_alone_on_the_last_line(
     assert re.fullmatch(r"fry_[A-Za-z0-9_-]{43}", key)
     listed = await http.get("/v1/exports", headers={"Authorization": f"Bearer {key}"})
     assert listed.status_code == httpx.codes.OK
+
+
+async def test_keys_list_and_revoke_a_key_the_api_then_refuses(
+    ferry: RunningFerry, e2e_env: dict[str, str], tmp_path: Path, http: httpx.AsyncClient
+) -> None:
+    project = f"rev{uuid.uuid4().hex[:6]}"
+    created = run_cli(e2e_env, tmp_path, "keys", "create", "--project", project)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (await http.get("/v1/exports", headers=headers)).status_code == httpx.codes.OK
+
+    listed = run_cli(e2e_env, tmp_path, "keys", "list", "--project", project, "--json")
+    assert listed.returncode == 0, listed.stderr
+    (shown,) = json.loads(listed.stdout)
+    assert shown["prefix"] == key[:12]
+    assert shown["last_used_at"] is not None  # the request above
+    assert shown["revoked"] is False
+    assert key not in listed.stdout
+    table = run_cli(e2e_env, tmp_path, "keys", "list", "--project", project)
+    assert shown["key_id"] in table.stdout
+    assert key[:12] in table.stdout
+
+    revoked = run_cli(e2e_env, tmp_path, "keys", "revoke", shown["key_id"])
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in revoked.stdout
+    started = time.monotonic()
+    while (await http.get("/v1/exports", headers=headers)).status_code != httpx.codes.UNAUTHORIZED:
+        assert time.monotonic() - started < 60, "the API still accepts a revoked key"
+        await asyncio.sleep(0.2)
+    # "Within seconds": the API's cache keeps a key CACHE_SECONDS; the rest is a loaded machine.
+    assert time.monotonic() - started < CACHE_SECONDS + 15
+    brevo = await http.get("/v3/processes", headers={"api-key": key})
+    assert brevo.status_code == httpx.codes.UNAUTHORIZED
+    (after,) = json.loads(
+        run_cli(e2e_env, tmp_path, "keys", "list", "--project", project, "--json").stdout
+    )
+    assert after["revoked"] is True
+
+    unknown = run_cli(e2e_env, tmp_path, "keys", "revoke", "0" * 16)
+    assert unknown.returncode == 2
+    assert "KEY_NOT_FOUND" in unknown.stderr
 
 
 async def test_submit_export_waits_and_prints_a_download_link(

@@ -16,12 +16,13 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from standardwebhooks import Webhook
 
-from service.config import Settings, settings_from_env
+from service.config import DEV_SECRET_ENCRYPTION_KEY, Settings, settings_from_env
 from service.database import Database, connect
 from service.jobs.status import JobStatus
 from service.provisioning import provision
 from service.webhooks.deliveries import Delivery, DeliveryStatus, DeliveryStore
 from service.webhooks.endpoints import EndpointStore
+from service.webhooks.secret_cipher import SecretCipher
 from service.webhooks.secret_store import ProjectSecrets
 from tests.support.ferry import FerryProcess, await_log_line, ferry_command
 from tests.support.infra import Infra, drop_test_database, isolated
@@ -42,6 +43,10 @@ def recovery_env(infra: Infra) -> dict[str, str]:
         "FERRY_WEBHOOKS__TIMEOUT_SECONDS": "3",
         "FERRY_WEBHOOKS__LEASE_SECONDS": "10",
     }
+
+
+# The key the dispatcher encrypts secrets with in development, as the tests run it.
+DEV_CIPHER = SecretCipher([DEV_SECRET_ENCRYPTION_KEY])
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +89,7 @@ async def endpoint(database: Database, url: str) -> tuple[str, str]:
     """A project with one `*` endpoint; (project id, its secret)."""
     project = f"rec{uuid.uuid4().hex[:6]}"
     await EndpointStore(database).add(project, url, ["*"])
-    secret = await ProjectSecrets(database).create_if_missing(project)
+    secret = await ProjectSecrets(database, cipher=DEV_CIPHER).create_if_missing(project)
     assert secret is not None
     return project, secret
 

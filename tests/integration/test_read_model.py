@@ -10,19 +10,17 @@ import pytest
 from service.api.read_model import ReadModel
 from service.database import Database
 from service.errors import InvalidRequestError
+from service.jobs.status import JobStatus
+from service.jobs.view import job_view
+from tests.support.status_events import a_job
 
 pytestmark = pytest.mark.integration
 
 
 def view(job_id: str, project: str, version: int, status: str, created: str) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "project_id": project,
-        "kind": "export",
-        "status": status,
-        "version": version,
-        "created_at": created,
-    }
+    """An export as a status event carries it."""
+    data = job_view(a_job(project, job_id=job_id, status=JobStatus(status), version=version))
+    return {**data, "created_at": created}
 
 
 async def test_only_newer_versions_are_applied(database: Database) -> None:
@@ -100,7 +98,7 @@ async def test_a_waiting_job_is_told_its_place_and_why_it_waits(database: Databa
         **view(first, project, 3, "pending", "2025-12-01T00:00:01Z"),
         "attempt": 1,
         "next_attempt_at": "2999-01-01T00:00:00Z",
-        "last_error": {"code": "STORAGE_UNAVAILABLE"},
+        "last_error": {"code": "STORAGE_UNAVAILABLE", "message": "the store did not answer"},
     }
     await model.apply(retrying)
     stored = await model.get(project, "export", first)

@@ -5,9 +5,21 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.config import DEV_S3_ACCESS_KEY, DEV_S3_SECRET_KEY, Settings, settings_from_env
+from service.config import (
+    DEV_S3_ACCESS_KEY,
+    DEV_S3_SECRET_KEY,
+    DEV_SECRET_ENCRYPTION_KEY,
+    Settings,
+    settings_from_env,
+)
+from service.webhooks.secret_cipher import SecretCipher, new_encryption_key
 
-CREDENTIALS = {"FERRY_S3__ACCESS_KEY": "AK", "FERRY_S3__SECRET_KEY": "SK"}
+ENCRYPTION_KEY = new_encryption_key()
+CREDENTIALS = {
+    "FERRY_S3__ACCESS_KEY": "AK",
+    "FERRY_S3__SECRET_KEY": "SK",
+    "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+}
 
 
 def test_nested_variables_and_defaults() -> None:
@@ -28,7 +40,11 @@ def test_s3_credentials_have_no_default() -> None:
 
 
 def test_dev_placeholders_are_refused_in_production() -> None:
-    dev = {"FERRY_S3__ACCESS_KEY": DEV_S3_ACCESS_KEY, "FERRY_S3__SECRET_KEY": DEV_S3_SECRET_KEY}
+    dev = {
+        **CREDENTIALS,
+        "FERRY_S3__ACCESS_KEY": DEV_S3_ACCESS_KEY,
+        "FERRY_S3__SECRET_KEY": DEV_S3_SECRET_KEY,
+    }
     with pytest.raises(ValidationError, match="refused outside development"):
         settings_from_env(dev)
     assert (
@@ -54,6 +70,7 @@ def test_environment_and_dev_env_file_are_read(
     (tmp_path / ".ferry").mkdir()
     (tmp_path / ".ferry" / "dev.env").write_text(
         "FERRY_S3__ACCESS_KEY=from-file\nFERRY_S3__SECRET_KEY=from-file\nFERRY_API__PORT=8123\n"
+        f"FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS={ENCRYPTION_KEY}\n"
     )
     monkeypatch.setenv("FERRY_API__PORT", "8999")
     settings = Settings()
@@ -68,3 +85,34 @@ def test_s3_endpoint_must_be_a_url() -> None:
     assert settings_from_env(
         {**CREDENTIALS, "FERRY_S3__ENDPOINT": "https://s3.example.com"}
     ).s3.split_endpoint() == ("s3.example.com", True)
+
+
+def test_production_refuses_to_start_without_a_secret_encryption_key() -> None:
+    without = {k: v for k, v in CREDENTIALS.items() if "ENCRYPTION" not in k}
+    with pytest.raises(ValidationError, match="FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS"):
+        settings_from_env(without)
+    with pytest.raises(ValidationError, match="development placeholder"):
+        settings_from_env(
+            {**without, "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS": DEV_SECRET_ENCRYPTION_KEY}
+        )
+    # Development falls back to the published placeholder.
+    dev = settings_from_env({**without, "FERRY_ENVIRONMENT": "development"})
+    assert dev.webhooks.encryption_keys == [DEV_SECRET_ENCRYPTION_KEY]
+
+
+@pytest.mark.parametrize("bad", ["short", "x" * 44, ENCRYPTION_KEY[:-4], f"{ENCRYPTION_KEY},nope"])
+def test_secret_encryption_keys_must_be_fernet_keys(bad: str) -> None:
+    with pytest.raises(ValidationError, match="not a Fernet key"):
+        settings_from_env({**CREDENTIALS, "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS": bad})
+
+
+def test_several_encryption_keys_the_first_encrypting() -> None:
+    old, new = new_encryption_key(), new_encryption_key()
+    settings = settings_from_env(
+        {**CREDENTIALS, "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS": f" {new} , {old} "}
+    )
+    assert settings.webhooks.encryption_keys == [new, old]
+    token = SecretCipher([old]).encrypt("p", "whsec_x")
+    both = SecretCipher.from_settings(settings.webhooks)
+    assert both.decrypt("p", token) == "whsec_x"
+    assert SecretCipher([new]).decrypt("p", both.reencrypt("p", token)) == "whsec_x"

@@ -20,9 +20,13 @@ from service.webhooks.deliveries import DELIVERIES_COLLECTION, Delivery, Deliver
 from service.webhooks.delivery_loop import DeliveryLoop
 from service.webhooks.endpoints import ENDPOINTS_COLLECTION, EndpointStore
 from service.webhooks.recorder import DeliveryRecorder
+from service.webhooks.secret_cipher import SecretCipher, new_encryption_key
 from service.webhooks.secret_store import SECRETS_COLLECTION, ProjectSecrets
 from service.webhooks.sender import Sender
 from tests.support.receiver import Receiver
+
+# One key for the session, as one deployment has.
+CIPHER = SecretCipher([new_encryption_key()])
 
 
 class Stores:
@@ -33,7 +37,7 @@ class Stores:
         self.database = database
         self.endpoints = EndpointStore(database)
         self.deliveries = DeliveryStore(database, retention=timedelta(days=1))
-        self.secrets = ProjectSecrets(database)
+        self.secrets = ProjectSecrets(database, cipher=CIPHER)
 
     async def reset(self) -> Stores:
         for name in (DELIVERIES_COLLECTION, ENDPOINTS_COLLECTION, SECRETS_COLLECTION):

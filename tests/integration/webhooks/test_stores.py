@@ -25,7 +25,9 @@ from service.webhooks.deliveries import (
 from service.webhooks.endpoints import Endpoint, EndpointNotFoundError
 from service.webhooks.payload import webhook_message
 from service.webhooks.recorder import DeliveryRecorder
-from tests.integration.webhooks.conftest import Stores
+from service.webhooks.secret_cipher import SecretCipher, new_encryption_key
+from service.webhooks.secret_store import SECRETS_COLLECTION, ProjectSecrets
+from tests.integration.webhooks.conftest import CIPHER, Stores
 from tests.support.status_events import a_job, encoded, progress_event, status_event
 
 pytestmark = pytest.mark.integration
@@ -163,6 +165,71 @@ async def test_concurrent_rotations_lose_no_secret(stores: Stores) -> None:
     signing = (await stores.secrets.signing_secrets([owner]))[owner]
     assert set(made) <= set(signing)
     assert len(signing) == 4
+
+
+async def test_secrets_are_stored_encrypted_and_bound_to_their_project(stores: Stores) -> None:
+    owner, other = project(), project()
+    secret = await stores.secrets.create_if_missing(owner)
+    assert secret is not None
+    await stores.secrets.create_if_missing(other)
+    raw = stores.database[SECRETS_COLLECTION]
+    document = await raw.find_one({"_id": owner})
+    assert document is not None
+    assert secret not in str(document)
+    (entry,) = document["secrets"]
+    assert "value" not in entry
+    assert CIPHER.decrypt(owner, entry["ciphertext"]) == secret
+    # A token copied into another project's record does not sign for that project.
+    await raw.update_one({"_id": other}, {"$set": {"secrets.0.ciphertext": entry["ciphertext"]}})
+    assert await stores.secrets.signing_secrets([owner, other]) == {owner: [secret], other: []}
+
+
+async def test_plaintext_secrets_of_earlier_versions_still_sign_and_get_encrypted(
+    stores: Stores,
+) -> None:
+    rotated, swept = project(), project()
+    raw = stores.database[SECRETS_COLLECTION]
+    for owner in (rotated, swept):
+        entry = {"value": f"whsec_old-{owner}", "created_at": utcnow(), "expires_at": None}
+        await raw.insert_one({"_id": owner, "secrets": [entry], "revision": 1})
+    assert await stores.secrets.signing_secrets([rotated]) == {rotated: [f"whsec_old-{rotated}"]}
+
+    # Rotating encrypts the old secret as it keeps it for the grace period.
+    new = await stores.secrets.rotate(rotated, grace=timedelta(hours=1))
+    assert await stores.secrets.signing_secrets([rotated]) == {
+        rotated: [new, f"whsec_old-{rotated}"]
+    }
+    # ... and `reencrypt-secrets` encrypts every other.
+    done = await stores.secrets.reencrypt_all()
+    assert done.unreadable == []
+    assert done.plaintext_encrypted >= 1
+    for owner in (rotated, swept):
+        document = await raw.find_one({"_id": owner})
+        assert document is not None
+        assert all("value" not in entry for entry in document["secrets"])
+        assert "whsec_old" not in str(document)
+    assert await stores.secrets.signing_secrets([swept]) == {swept: [f"whsec_old-{swept}"]}
+
+
+async def test_the_encryption_key_rotates_without_losing_a_secret(stores: Stores) -> None:
+    owner = project()
+    old_key, new_key = new_encryption_key(), new_encryption_key()
+    before = ProjectSecrets(stores.database, cipher=SecretCipher([old_key]))
+    secret = await before.create_if_missing(owner)
+    # The new key first, the old one after: both read, the new one writes.
+    during = ProjectSecrets(stores.database, cipher=SecretCipher([new_key, old_key]))
+    assert await during.signing_secrets([owner]) == {owner: [secret]}
+    done = await during.reencrypt_all()
+    assert done.unreadable == []
+    assert done.secrets >= 1
+    after = ProjectSecrets(stores.database, cipher=SecretCipher([new_key]))
+    assert await after.signing_secrets([owner]) == {owner: [secret]}
+    # The old key alone no longer reads it; reencrypting with it names the project, changes
+    # nothing, and other projects are not held up.
+    stale = ProjectSecrets(stores.database, cipher=SecretCipher([old_key]))
+    assert await stale.signing_secrets([owner]) == {owner: []}
+    assert owner in (await stale.reencrypt_all()).unreadable
+    assert await after.signing_secrets([owner]) == {owner: [secret]}
 
 
 # Deliveries ---------------------------------------------------------------------------------
