@@ -36,6 +36,7 @@ def make_broker(settings: KafkaSettings, *, client_id: str, tracing: bool = Fals
         client_id=client_id,
         acks="all",
         enable_idempotence=settings.idempotent_producer,
+        max_request_size=settings.dead_letter_max_bytes,  # so every dead letter can be sent
         logger=None,  # structlog tells what happened; FastStream's per-message lines are noise
         middlewares=kafka_tracing_middlewares() if tracing else (),
     )
