@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import structlog
 
@@ -23,13 +24,24 @@ from service.events.records import IncomingRecord
 from service.events.rejection import Rejected
 from service.events.requests import RequestHandler, parse_request
 from service.jobs.cancellation import CancelJob
-from service.jobs.ledger import Ledger
+from service.jobs.ledger import Accepted, CancelOutcome
 from service.jobs.model import Job
+from service.jobs.status import JobStatus
 from service.observability.metrics import REQUESTS
 
 log = structlog.get_logger(__name__)
 
 INTAKE_FAILED = "INTAKE_FAILED"
+
+
+class JobRecorder(Protocol):
+    """What the intake needs of the ledger."""
+
+    async def accept(self, job: Job) -> Accepted: ...
+
+    async def request_cancel(
+        self, project_id: str, job_id: str, reason: str | None
+    ) -> tuple[CancelOutcome, JobStatus | None]: ...
 
 
 class Attempts:
@@ -57,7 +69,7 @@ class Attempts:
 class RequestIntake:
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: JobRecorder,
         dead_letters: DeadLetters,
         *,
         handlers: Mapping[str, RequestHandler],
