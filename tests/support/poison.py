@@ -166,10 +166,23 @@ records = st.one_of(st.tuples(structured, headers), binary_mode())
 
 # -- A seeded corpus for the scenarios ----------------------------------------------------------
 
+# The poisons that name their project: failed jobs (UNSUPPORTED_VALUE); the others dead letters.
+FAILED_JOB_KINDS = frozenset(
+    {
+        "NUL in a filter key",
+        "$ in a filter key",
+        "dot in a filter key",
+        "filter beyond 64 bits",
+        "list_ids beyond 64 bits",
+        "deep data",
+    }
+)
 
-def corpus(project: str, count: int, *, seed: int, max_event_bytes: int) -> list[Poison]:
+
+def corpus(project: str, count: int, *, seed: int, near_limit_bytes: int) -> list[Poison]:
     """`count` poisons for `project` (so on its partition), each of a kind that once stopped the
-    intake or would have, with random variations drawn from `seed`."""
+    intake or would have, with random variations drawn from `seed`. The one near the size limit
+    is `near_limit_bytes` long, less up to 512 bytes."""
     rng = random.Random(seed)
     makers = [
         lambda: Poison("nested brackets", b"[" * rng.randint(1000, 5000)),
@@ -212,7 +225,7 @@ def corpus(project: str, count: int, *, seed: int, max_event_bytes: int) -> list
             ),
         ),
         lambda: Poison(
-            "near the size limit", b"{" + b" " * (max_event_bytes + rng.randint(0, 64)) + b"}"
+            "near the size limit", b"{" + b" " * (near_limit_bytes - rng.randint(2, 512)) + b"}"
         ),
         lambda: Poison(
             "a null header, not JSON", b"{oops", (("traceparent", None), ("ce_id", b"\xff"))
