@@ -1,4 +1,4 @@
-"""Scenario 10: a generated corpus of poisons, each followed by a good request on the same key
+"""Scenario 8: a generated corpus of poisons, each followed by a good request on the same key
 (so on the same partition), while another project's requests keep arriving. Every poison ends
 as a dead letter or a failed job with a reason; every good request completes, visible through
 the API, within 60 s of its publication; the other project's status events keep flowing."""
@@ -188,7 +188,7 @@ async def test_no_poison_stops_the_requests_behind_it(  # noqa: PLR0915 - one sc
     failed = await scenario_db[JOBS_COLLECTION].count_documents(
         {"project_id": project, "error_code": "UNSUPPORTED_VALUE"}
     )
-    figure = "10 poison corpus"
+    figure = "8 poison corpus"
     record(
         figure, "poisons (kinds), each followed by a good request", f"{POISONS} ({POISONS // 2})"
     )
