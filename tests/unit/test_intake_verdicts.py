@@ -15,14 +15,22 @@ from typing import Any
 
 import bson
 import pytest
-from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from bson.errors import InvalidDocument
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo.errors import AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    DocumentTooLarge,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.events.dead_letters import DeadLetters
 from service.events.intake import Attempts, RequestIntake
+from service.events.outages import is_outage
 from service.events.records import IncomingRecord
 from service.events.requests import RequestHandler
 from service.exports.request import export_job_from_request
@@ -293,3 +301,29 @@ def test_structured_mode_wins_when_the_content_type_says_so() -> None:
     )
     ledger, _ = verdict_of(poison.encode(event), headers)
     assert ledger.jobs[0].request_id == "structured"
+
+
+@pytest.mark.parametrize(
+    ("exc", "outage"),
+    [
+        (AutoReconnect("not primary"), True),
+        (ServerSelectionTimeoutError("no servers"), True),
+        (OperationFailure("stepped down", code=189), True),
+        (OperationFailure("x", code=2, details={"errorLabels": ["RetryableWriteError"]}), True),
+        (KafkaConnectionError(), True),
+        (KafkaTimeoutError(), True),
+        (TimeoutError(), True),
+        (OperationFailure("bad value", code=2), False),
+        (InvalidDocument("Key names must not contain the NULL byte"), False),
+        (DocumentTooLarge("17 MB"), False),
+        (OverflowError("MongoDB can only handle up to 8-byte ints"), False),
+        (MessageSizeTooLargeError(), False),
+        (RecursionError(), False),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_only_an_unreachable_server_or_a_timeout_is_an_outage(
+    exc: BaseException, *, outage: bool
+) -> None:
+    assert is_outage(exc) is outage
