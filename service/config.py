@@ -67,6 +67,20 @@ class KafkaSettings(BaseModel):
     max_event_bytes: int = Field(
         1_048_576, gt=0, description="Requests larger than this go to the dead-letter topic."
     )
+    # No single record may stop the intake: see service/events/intake.py.
+    intake_max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Attempts at a request that keeps failing for a reason other than an outage "
+        "(database or broker unreachable) before it is dead-lettered with the error.",
+    )
+    dead_letter_max_bytes: int = Field(
+        1_048_576,
+        ge=16_384,
+        description="The largest record the broker takes (its `message.max.bytes`, the "
+        "producer's `max_request_size`); a dead letter that would be larger carries a "
+        "truncated copy of the request, with its size and sha256.",
+    )
     topic_partitions: int = Field(
         4, gt=0, description="Partitions of topics `ferry provision` creates."
     )

@@ -130,7 +130,10 @@ async def run_worker(
     )
     intake = RequestIntake(
         ledger,
-        DeadLetters(dead_letter_publisher(broker, settings.kafka)),
+        DeadLetters(
+            dead_letter_publisher(broker, settings.kafka),
+            max_record_bytes=settings.kafka.dead_letter_max_bytes,
+        ),
         handlers={
             EXPORT_REQUESTED: export_job_from_request,
             IMPORT_REQUESTED: ImportRequests(
@@ -140,6 +143,7 @@ async def run_worker(
             CANCEL_REQUESTED: cancel_from_request,
         },
         max_event_bytes=settings.kafka.max_event_bytes,
+        max_attempts=settings.kafka.intake_max_attempts,
         on_accepted=runner.wake,
     )
     subscriber = subscribe_intake(broker, settings.kafka, intake)

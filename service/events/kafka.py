@@ -4,6 +4,7 @@ everything they do is in plain classes that tests can drive directly."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from aiokafka import errors as aiokafka_errors
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 
 from service.config import KafkaSettings
 from service.events.contracts import CLOUDEVENTS_CONTENT_TYPE
@@ -21,6 +23,7 @@ from service.events.relay import StatusPublisher, UndeliverableEventError
 from service.observability.tracing import kafka_tracing_middlewares
 
 if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
     from faststream.kafka.subscriber.usecase import DefaultSubscriber
 
     from service.events.intake import RequestIntake
@@ -39,9 +42,32 @@ def make_broker(settings: KafkaSettings, *, client_id: str, tracing: bool = Fals
         enable_idempotence=settings.idempotent_producer,
         # Events handed over together leave in one request per partition.
         linger_ms=settings.producer_linger_ms,
+        max_request_size=settings.dead_letter_max_bytes,  # so every dead letter can be sent
         logger=None,  # structlog tells what happened; FastStream's per-message lines are noise
         middlewares=kafka_tracing_middlewares() if tracing else (),
     )
+
+
+async def _tolerant_parse(
+    record: ConsumerRecord[bytes, bytes],
+    parse: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream's parsing, fed headers it can read. Its own decodes every header value as
+    UTF-8 before any handler runs, and raises on a null or non-UTF-8 one, where the record
+    would get no verdict. The handler still sees the record as it arrived (`raw_message`)."""
+    readable = [
+        (name, (value or b"").decode(errors="replace").encode()) for name, value in record.headers
+    ]
+    message = await parse(dataclasses.replace(record, headers=readable))
+    message.raw_message = record
+    return message
+
+
+async def _undecoded(message: StreamMessage[Any]) -> bytes:
+    """The body as it arrived. FastStream's own decoder would parse JSON before any handler
+    runs, and raise there, unseen and without a verdict, on what it cannot read (a value nested
+    5,000 brackets deep, an integer of 5,000 digits): the record would come back forever."""
+    return message.body
 
 
 # Handles one record; raises only for trouble worth redelivering the record over.
@@ -67,6 +93,8 @@ def subscribe_records(
         topic,
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=_tolerant_parse,
+        decoder=_undecoded,
         auto_offset_reset="earliest",
         title=title,
         description=description,

@@ -11,7 +11,7 @@ class IncomingRecord:
 
     value: bytes
     key: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]  # a header's value may be null
     topic: str
     partition: int
     offset: int

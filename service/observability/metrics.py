@@ -86,7 +86,8 @@ IMPORT_REJECTIONS = Counter(
 REQUESTS = Counter(
     "ferry_requests",
     "Requests consumed by the intake, by outcome: created (a new job), duplicate (no new job), "
-    "conflict (the job id belongs to another project) or dead_lettered.",
+    "conflict (the job id belongs to another project), cancel, dead_lettered, or dropped (not "
+    "even a bare dead letter could be published; logged as request.dropped).",
     ["outcome"],
 )
 DEAD_LETTERS = Counter(

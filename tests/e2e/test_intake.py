@@ -3,15 +3,19 @@ topic with its reason and stalls nothing, invalid requests become readable faile
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from service.config import Settings
 from service.database import Database
+from service.events.contracts import EXPORT_REQUESTED
 from service.events.submit import export_request
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import RunningFerry
@@ -129,3 +133,119 @@ async def test_an_invalid_request_becomes_a_failed_job_the_requester_can_read(
     download = await http.get(f"/v1/exports/{job_id}/download", headers=headers)
     assert download.status_code == httpx.codes.CONFLICT
     assert download.json()["error"]["code"] == "EXPORT_NOT_READY"
+
+
+async def _publish_with_headers(
+    settings: Settings, records: list[tuple[bytes, list[tuple[str, bytes | None]]]], key: bytes
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for value, headers in records:
+            await producer.send_and_wait(
+                settings.kafka.requests_topic, value, key=key, headers=headers
+            )
+    finally:
+        await producer.stop()
+
+
+def _export(project: str, filters: dict[str, Any], marker: str) -> bytes:
+    return json.dumps(export_request(project_id=project, job_id=marker, filters=filters)).encode()
+
+
+# Each of the issue's inputs, and its verdict: a dead letter's code, or a failed job's.
+POISONS: dict[str, Callable[[str, str], tuple[bytes, list[tuple[str, bytes | None]]]]] = {
+    "nested brackets": lambda _project, marker: (b"[" * 5000 + marker.encode(), []),
+    "NUL in a filter key": lambda project, marker: (
+        _export(project, {**FILTERS, "sta\x00tus": "sent"}, marker),
+        [],
+    ),
+    "$ in a filter key": lambda project, marker: (
+        _export(project, {**FILTERS, "$where": "1"}, marker),
+        [],
+    ),
+    "filter beyond 64 bits": lambda project, marker: (
+        _export(project, {**FILTERS, "status": 2**64}, marker),
+        [],
+    ),
+    "a null header": lambda _project, marker: (b"{" + marker.encode(), [("trace", None)]),
+    "near the broker's size limit": lambda _project, marker: (
+        marker.encode() + b" " * 1_047_900,
+        [("x-origin", b"crm")],
+    ),
+}
+VERDICTS = {
+    "nested brackets": "INVALID_JSON",
+    "NUL in a filter key": "UNSUPPORTED_VALUE",
+    "$ in a filter key": "UNSUPPORTED_VALUE",
+    "filter beyond 64 bits": "UNSUPPORTED_VALUE",
+    "a null header": "INVALID_JSON",
+    "near the broker's size limit": "EVENT_TOO_LARGE",
+}
+
+
+@pytest.mark.parametrize("kind", list(POISONS))
+async def test_no_single_record_stops_the_request_behind_it(
+    kind: str,
+    ferry: RunningFerry,
+    e2e_settings: Settings,
+    e2e_db: Database,
+    http: httpx.AsyncClient,
+) -> None:
+    project = f"one{uuid.uuid4().hex[:6]}"
+    marker, good = str(uuid.uuid4()), str(uuid.uuid4())
+    value, headers = POISONS[kind](project, marker)
+    good_request = json.dumps(request(project, job_id=good)).encode()
+    await _publish_with_headers(
+        e2e_settings, [(value, headers), (good_request, [])], key=project.encode()
+    )
+    auth = await api_key(e2e_db, project)
+    # The issue's bound: the request published right behind the poison completes within 60 s.
+    assert (await wait_for_job(http, good, auth, timeout=60))["status"] == "completed"
+
+    code = VERDICTS[kind]
+    if code == "UNSUPPORTED_VALUE":
+        view = await wait_for_job(http, marker, auth)
+        assert (view["status"], view["error_code"]) == ("failed", code)
+        assert "data.filters." in view["error_message"]
+        return
+    records = await read_topic(
+        e2e_settings.kafka,
+        e2e_settings.kafka.dead_letter_topic,
+        until=lambda records: any(marker.encode() in r.value for r in records),
+    )
+    [dead] = [r for r in records if marker.encode() in r.value]
+    dead_headers = {name: (value or b"").decode() for name, value in dead.headers}
+    assert dead_headers["ferry-dlq-code"] == code
+    assert dead_headers["ferry-dlq-reason"]
+    if kind == "near the broker's size limit":
+        # Ferry's headers would not fit beside the whole record: a truncated copy, identified.
+        assert dead_headers["ferry-dlq-truncated"] == "value"
+        assert dead_headers["ferry-dlq-original-bytes"] == str(len(value))
+        assert dead_headers["ferry-dlq-original-sha256"] == hashlib.sha256(value).hexdigest()
+        assert value.startswith(dead.value)
+        assert dead_headers["x-origin"] == "crm"
+    else:
+        assert dead.value == value
+
+
+async def test_a_binary_mode_request_runs_like_a_structured_one(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    """The CloudEvents Kafka binding's binary mode, as CloudEvents SDKs publish: the attributes
+    in ce_* headers, the data as the value."""
+    project = f"bin{uuid.uuid4().hex[:6]}"
+    job_id = str(uuid.uuid4())
+    data = {"project_id": project, "job_id": job_id, "filters": FILTERS, "format": "jsonl"}
+    headers: list[tuple[str, bytes | None]] = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", uuid.uuid4().hex.encode()),
+        ("ce_source", b"/crm/sdk"),
+        ("ce_type", EXPORT_REQUESTED.encode()),
+        ("content-type", b"application/json"),
+    ]
+    await _publish_with_headers(
+        e2e_settings, [(json.dumps(data).encode(), headers)], key=project.encode()
+    )
+    view = await wait_for_job(http, job_id, await api_key(e2e_db, project))
+    assert (view["status"], view["format"]) == ("completed", "jsonl")

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from service.clock import utcnow
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED
+from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.events.rejection import Rejected
 from service.events.requests import Intent, parse_request
 from service.exports.request import export_job_from_request
+from service.imports.request import ImportRequests
 from service.jobs.cancellation import CancelJob, cancel_from_request
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
@@ -176,3 +177,78 @@ def test_an_unreadable_cancel_request_is_dead_lettered() -> None:
     assert isinstance(verdict, Rejected)
     assert verdict.code == "INVALID_REQUEST"
     assert "data.job_id" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ({"filters": {**FILTERS, "start\x00": 1}}, 'data.filters."start\\u0000": a key may not'),
+        ({"filters": {**FILTERS, "$where": "1"}}, 'data.filters."$where": a key may not'),
+        ({"filters": {**FILTERS, "a.b": 1}}, 'data.filters."a.b": a key may not'),
+        ({"filters": {**FILTERS, "status": 2**64}}, "data.filters.status: integer outside"),
+        ({"filters": {**FILTERS, "status": -(2**63) - 1}}, "data.filters.status: integer outside"),
+        ({"filters": {**FILTERS, "status": "\ud800"}}, "lone UTF-16 surrogate"),
+        ({"filters": {**FILTERS, "status": "x" * 9000}}, "a string of 9000 characters"),
+        ({"filters": {**FILTERS, "x": json.loads("[" * 40 + "]" * 40)}}, "nested more than 32"),
+        ({"filters": FILTERS, "columns": ["\udfff"]}, "data.columns[0]: a string holding"),
+    ],
+)
+def test_a_request_the_database_cannot_hold_is_a_failed_job_keeping_none_of_it(
+    data: dict[str, Any], says: str
+) -> None:
+    job = parse(event({"project_id": "proj_1", "idempotency_key": "k", **data}))
+    assert isinstance(job, Job)
+    assert (job.status, job.error_code) == (JobStatus.FAILED, "UNSUPPORTED_VALUE")
+    assert says in (job.error_message or "")
+    assert (job.filters, job.columns, job.idempotency_key) == ({}, None, "k")
+    (job.error_message or "").encode()  # the reason itself is storable: no surrogate, no NUL
+    assert "\x00" not in (job.error_message or "")
+
+
+def test_an_import_beyond_64_bits_is_a_failed_job() -> None:
+    data = {"project_id": "proj_1", "source": {"url": "https://x.test/c.csv"}, "list_ids": [2**64]}
+    verdict = parse_request(
+        json.dumps(event(data, type=IMPORT_REQUESTED)).encode(),
+        max_bytes=10_000,
+        handlers={IMPORT_REQUESTED: ImportRequests(own_bucket="f", source_buckets=frozenset())},
+        now=utcnow(),
+    )
+    assert isinstance(verdict, Job)
+    assert (verdict.kind, verdict.error_code, verdict.options) == (
+        "import",
+        "UNSUPPORTED_VALUE",
+        None,
+    )
+    assert "data.list_ids[0]: integer outside" in (verdict.error_message or "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "says"),
+    [
+        (b"[" * 5000, "INVALID_JSON", "nested too deep"),
+        (b"{" * 3000, "INVALID_JSON", "not a JSON document"),
+        (b'{"specversion": "1.0", "data": NaN}', "INVALID_JSON", "NaN is not JSON"),
+        (b'{"data": ' + b"9" * 5000 + b"}", "INVALID_JSON", "not a JSON document"),
+        (json.dumps(event(id="\ud800")).encode(), "INVALID_CLOUDEVENT", "id: a string holding"),
+        (
+            json.dumps(event(source="s" * 9000)).encode(),
+            "INVALID_CLOUDEVENT",
+            "source: a string of",
+        ),
+        (json.dumps(event(subject={"$x": 1})).encode(), "INVALID_CLOUDEVENT", 'subject."$x"'),
+    ],
+)
+def test_an_event_the_database_cannot_hold_is_dead_lettered(
+    raw: bytes, code: str, says: str
+) -> None:
+    verdict = parse(raw, max_bytes=100_000)
+    assert isinstance(verdict, Rejected)
+    assert verdict.code == code
+    assert says in verdict.reason
+
+
+def test_a_cancel_the_database_cannot_hold_is_dead_lettered() -> None:
+    data = {"project_id": "proj_1", "job_id": str(uuid.uuid4()), "reason": "\ud800"}
+    verdict = parse(event(data, type=CANCEL_REQUESTED))
+    assert isinstance(verdict, Rejected)
+    assert (verdict.code, verdict.reason.split(":")[0]) == ("UNSUPPORTED_VALUE", "data.reason")
