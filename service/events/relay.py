@@ -171,7 +171,7 @@ class OutboxRelay:
         for job in jobs:
             await self._send(job)
         done = {job.id: await self._settle(job) for job in jobs}
-        await self._remove(done)
+        await self._remove(jobs, done)
         return len(jobs)
 
     async def _send(self, job: _Job) -> None:
@@ -249,25 +249,43 @@ class OutboxRelay:
         )
         return True
 
-    async def _remove(self, done: dict[str, list[Any]]) -> None:
-        """Remove exactly what was done, in one bulk write; entries appended meanwhile stay.
-        Then clear the flag of every job read whose outbox is now empty (including one a
-        relay stopped between these two writes). Both bump `revision`, so a change computed
-        from an older read is recomputed."""
+    async def _remove(self, jobs: list[_Job], done: dict[str, list[Any]]) -> None:
+        """Remove exactly what was done; entries appended meanwhile stay. Each write bumps
+        `revision`, so a change the ledger computed from an older read is recomputed.
+
+        One write per job, and one request per group: a job whose every entry read is done
+        is emptied and unflagged by a write that matches only while its outbox still has the
+        size read (entries are only ever appended, and only this relay removes entries of its
+        shards). One that grew meanwhile, or was only partly done, has its done entries pulled.
+        """
+        by_size: dict[int, list[str]] = {}
+        partly: list[_Job] = []
+        for job in jobs:
+            ids = done[job.id]
+            if len(ids) == len(job.entries):
+                by_size.setdefault(len(ids), []).append(job.id)
+            elif ids:
+                partly.append(job)
+        grew: list[str] = []
+        for size, job_ids in by_size.items():
+            result = await self._jobs.update_many(
+                {"_id": {"$in": job_ids}, "outbox": {"$size": size}},
+                {"$set": {"outbox": []}, "$unset": {"outbox_pending": ""}, "$inc": {"revision": 1}},
+            )
+            if result.matched_count < len(job_ids) and size:
+                still = self._jobs.find(
+                    {"_id": {"$in": job_ids}, "outbox": {"$not": {"$size": 0}}}, {"_id": 1}
+                )
+                grew.extend([document["_id"] async for document in still])
         pulls = [
             UpdateOne(
                 {"_id": job_id},
-                {"$pull": {"outbox": {"_id": {"$in": ids}}}, "$inc": {"revision": 1}},
+                {"$pull": {"outbox": {"_id": {"$in": done[job_id]}}}, "$inc": {"revision": 1}},
             )
-            for job_id, ids in done.items()
-            if ids
+            for job_id in [*grew, *(job.id for job in partly)]
         ]
         if pulls:
             await self._jobs.bulk_write(pulls, ordered=False)
-        await self._jobs.update_many(
-            {"_id": {"$in": list(done)}, "outbox_pending": True, "outbox": {"$size": 0}},
-            {"$unset": {"outbox_pending": ""}, "$inc": {"revision": 1}},
-        )
 
     async def _watch(self, stop: asyncio.Event) -> None:
         """Wake on changes other processes make (inserts and the ledger's replacing writes;
