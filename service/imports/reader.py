@@ -5,6 +5,10 @@ RFC 4180 as Python's C parser reads it: quoted fields may hold delimiters, quote
 Lines are fed to the parser one at a time and remembered until its record is complete, which
 gives each record's first line number and its text exactly as in the file, for the reports, at
 no extra parsing cost. Blank lines are skipped.
+
+Nothing grows with the file: a line longer than MAX_LINE_CHARS, or a record longer than
+MAX_RECORD_CHARS (a quote left open, so that the rest of the file would be one record), fails
+the file with INVALID_FILE as soon as it is seen, before it is held in memory.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from service.imports.errors import InvalidFileError
+
 DELIMITERS = (",", ";", "\t")
-# A line longer than this without a newline is not a CSV line; stop before memory suffers.
+# A line longer than this without a line break is not a CSV line; stop before memory suffers.
 MAX_LINE_CHARS = 1 << 20
+# Nor is a record (lines joined by quoted line breaks) longer than this.
+MAX_RECORD_CHARS = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +40,7 @@ class CsvRecords:
     def __init__(self, text: Iterable[str]) -> None:
         self._lines = _lines(text)
         self._seen: list[str] = []
+        self._seen_chars = 0
         self._line = 1  # of the next line the parser takes
         leading = _until_content(self._lines)
         self.delimiter = detect_delimiter(leading[-1] if leading else "")
@@ -45,6 +54,7 @@ class CsvRecords:
     def _records(self) -> Iterator[Record]:
         while True:
             self._seen.clear()
+            self._seen_chars = 0
             fields: list[str] | None = None
             error: str | None = None
             try:
@@ -62,11 +72,21 @@ class CsvRecords:
 
     def _remembered(self, leading: list[str]) -> Iterator[str]:
         for line in leading:
-            self._seen.append(line)
+            self._remember(line)
             yield line
         for line in self._lines:
-            self._seen.append(line)
+            self._remember(line)
             yield line
+
+    def _remember(self, line: str) -> None:
+        self._seen_chars += len(line)
+        if self._seen_chars > MAX_RECORD_CHARS:
+            raise InvalidFileError(
+                f"the record starting on line {self._line} is longer than {MAX_RECORD_CHARS} "
+                "characters: a quote is probably left open, so that the rest of the file reads "
+                "as one field"
+            )
+        self._seen.append(line)
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -97,6 +117,7 @@ def _lines(text: Iterable[str]) -> Iterator[str]:
     quoted fields). Lines end at LF (so CRLF too), or at CR in files that use CR alone."""
     pending = ""
     separator: str | None = None
+    number = 1  # of the line in `pending`
     for piece in text:
         pending += piece
         if separator is None:
@@ -105,16 +126,22 @@ def _lines(text: Iterable[str]) -> Iterator[str]:
             elif "\r" in pending.rstrip("\r"):
                 separator = "\r"  # old Mac files: CR alone ends a line
             else:
-                if len(pending) > MAX_LINE_CHARS:
-                    yield pending
-                    pending = ""
+                _check_length(pending, number)
                 continue
         parts = pending.split(separator)
         pending = parts.pop()
         for part in parts:
+            _check_length(part, number)
+            number += 1
             yield part + separator
-        if len(pending) > MAX_LINE_CHARS:
-            yield pending  # the parser reports the field as too long
-            pending = ""
+        _check_length(pending, number)
     if pending:
         yield pending
+
+
+def _check_length(line: str, number: int) -> None:
+    if len(line) > MAX_LINE_CHARS:
+        raise InvalidFileError(
+            f"line {number} is longer than {MAX_LINE_CHARS} characters: not a CSV file Ferry "
+            "can read"
+        )
