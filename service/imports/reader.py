@@ -6,9 +6,11 @@ Lines are fed to the parser one at a time and remembered until its record is com
 gives each record's first line number and its text exactly as in the file, for the reports, at
 no extra parsing cost. Blank lines are skipped.
 
-Nothing grows with the file: a line longer than MAX_LINE_CHARS, or a record longer than
-MAX_RECORD_CHARS (a quote left open, so that the rest of the file would be one record), fails
-the file with INVALID_FILE as soon as it is seen, before it is held in memory.
+Nothing grows with the file: a line longer than MAX_LINE_CHARS, a record longer than
+MAX_RECORD_CHARS (a quote left open, so that the rest of the file would be one record), or one
+with more than MAX_RECORD_FIELDS fields fails the file with INVALID_FILE as soon as it is seen,
+before the parser holds it. The field count matters as much as the length: the parser makes a
+string object and a pointer per field (~60 bytes), so a MiB of `ab,ab,...` is 20 MB of fields.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from service.imports.errors import InvalidFileError
+from service.imports.header import MAX_COLUMNS
 
 DELIMITERS = (",", ";", "\t")
 # A line longer than this without a line break is not a CSV line; stop before memory suffers.
 MAX_LINE_CHARS = 1 << 20
 # Nor is a record (lines joined by quoted line breaks) longer than this.
 MAX_RECORD_CHARS = 1 << 20
+# Twenty times the widest header Ferry accepts: a row this ragged is a broken or generated file,
+# not a typing mistake. Delimiters are counted, quoted or not.
+MAX_RECORD_FIELDS = 20 * MAX_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,7 @@ class CsvRecords:
         self._lines = _lines(text)
         self._seen: list[str] = []
         self._seen_chars = 0
+        self._seen_fields = 1
         self._line = 1  # of the next line the parser takes
         leading = _until_content(self._lines)
         self.delimiter = detect_delimiter(leading[-1] if leading else "")
@@ -55,6 +62,7 @@ class CsvRecords:
         while True:
             self._seen.clear()
             self._seen_chars = 0
+            self._seen_fields = 1
             fields: list[str] | None = None
             error: str | None = None
             try:
@@ -85,6 +93,13 @@ class CsvRecords:
                 f"the record starting on line {self._line} is longer than {MAX_RECORD_CHARS} "
                 "characters: a quote is probably left open, so that the rest of the file reads "
                 "as one field"
+            )
+        self._seen_fields += line.count(self.delimiter)
+        if self._seen_fields > MAX_RECORD_FIELDS:
+            raise InvalidFileError(
+                f"the record starting on line {self._line} has more than {MAX_RECORD_FIELDS} "
+                f"fields: not a CSV file Ferry can read (a header has at most {MAX_COLUMNS} "
+                "columns)"
             )
         self._seen.append(line)
 

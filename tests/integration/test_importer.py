@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -48,7 +49,7 @@ def make_importer(
     store: ObjectStore,
     *,
     allow_loopback: bool = True,
-    limits: dict[str, float] | None = None,
+    limits: Mapping[str, float] | None = None,
 ) -> Importer:
     settings = ImportSettings.model_validate({"batch_size": 50, **(limits or {})})
     guard = DestinationGuard(AddressPolicy(allow_loopback=allow_loopback))
