@@ -244,7 +244,7 @@ class ImportSettings(BaseModel):
         "however steadily it trickles in (the timeout above is per read).",
     )
     batch_max_bytes: int = Field(
-        8 * 1024 * 1024,
+        4 * 1024 * 1024,
         gt=0,
         description="A batch also ends once its rows take about this much memory, so that wide "
         "or ragged rows make smaller batches.",
