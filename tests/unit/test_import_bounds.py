@@ -3,8 +3,10 @@ ragged rows. Each fails the file at once with a short message, or is read in bou
 
 from __future__ import annotations
 
+import asyncio
 import bz2
 import encodings.aliases
+import threading
 import tracemalloc
 import zlib
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from service.errors import JobFailedError
 from service.imports import reader
 from service.imports.errors import EXCERPT_CHARS, InvalidFileError, excerpt
 from service.imports.header import MAX_COLUMNS, parse_header
+from service.imports.importer import _on_thread
 from service.imports.parsing import ContactFile, footprint, scan
 from service.imports.reader import CsvRecords
 from service.imports.text import charset, decoded
@@ -230,3 +233,32 @@ def _rechunked(pieces: Iterator[bytes], size: int = 1 << 20) -> Iterator[bytes]:
             pending = pending[size:]
     if pending:
         yield pending
+
+
+async def test_a_cancelled_read_stops_its_thread_before_the_slot_is_given_back() -> None:
+    # A thread cannot be interrupted: cancelling the import sets `stop`, and the cancellation
+    # completes only once the thread has seen it, at its next chunk.
+    stop = threading.Event()
+    fed = threading.Event()
+    ended = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        yield b"EMAIL\n"
+        while True:
+            fed.set()
+            yield b"a@x.io\n" * 1000
+
+    def work() -> object:
+        try:
+            return scan(endless(), encoding=None, max_bytes=10**15, max_rows=10**15, stop=stop)
+        finally:
+            ended.set()
+
+    task = asyncio.create_task(_on_thread(stop, work))
+    while not fed.is_set():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stop.is_set()
+    assert ended.is_set()  # the thread is done, not reading on beside the next job
