@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from service.config import ImportSettings
 from service.errors import JobFailedError
 from service.imports import reader
 from service.imports.errors import EXCERPT_CHARS, InvalidFileError, excerpt
@@ -262,3 +264,10 @@ async def test_a_cancelled_read_stops_its_thread_before_the_slot_is_given_back()
         await task
     assert stop.is_set()
     assert ended.is_set()  # the thread is done, not reading on beside the next job
+
+
+def test_the_fetch_deadline_must_be_shorter_than_the_running_time() -> None:
+    # Otherwise a trickling source would meet JOB_TIMEOUT first, with a vaguer message.
+    assert ImportSettings().fetch_deadline_seconds < ImportSettings().max_running_seconds
+    with pytest.raises(ValidationError, match="fetch_deadline_seconds"):
+        ImportSettings(fetch_deadline_seconds=600, max_running_seconds=600)
