@@ -243,6 +243,11 @@ class ExportSettings(BaseModel):
         default=True,
         description="Prefix CSV cells starting with = + - @ tab or CR with ' (formula injection).",
     )
+    max_running_seconds: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="An export attempt running longer fails with JOB_TIMEOUT and frees its slot.",
+    )
 
     @property
     def retention(self) -> timedelta:
@@ -285,6 +290,32 @@ class ImportSettings(BaseModel):
         gt=0,
         description="Connect and read timeout when fetching a source given as a URL.",
     )
+    # Bounds that hold whatever the file (issue 9): see docs/reliability.md for the memory bound.
+    fetch_deadline_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="A URL source not fully fetched after this long fails with SOURCE_TOO_SLOW, "
+        "however steadily it trickles in (the timeout above is per read).",
+    )
+    batch_max_bytes: int = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        description="A batch also ends once its rows take about this much memory, so that wide "
+        "or ragged rows make smaller batches.",
+    )
+    max_running_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="An import attempt running longer fails with JOB_TIMEOUT and frees its slot.",
+    )
+
+    @model_validator(mode="after")
+    def _fetch_within_running_time(self) -> ImportSettings:
+        if self.fetch_deadline_seconds >= self.max_running_seconds:
+            raise ValueError(
+                "imports.fetch_deadline_seconds must be shorter than imports.max_running_seconds"
+            )
+        return self
 
     @property
     def extra_source_buckets(self) -> frozenset[str]:

@@ -115,6 +115,7 @@ async def run_worker(
             DestinationGuard(AddressPolicy.from_settings(settings.outbound)),
             max_bytes=settings.imports.max_file_bytes,
             timeout=settings.imports.fetch_timeout_seconds,
+            deadline=settings.imports.fetch_deadline_seconds,
             part_size=settings.s3.part_size_bytes,
         ),
         settings.imports,
@@ -127,6 +128,10 @@ async def run_worker(
         settings.worker,
         owner=owner,
         retention=settings.export.retention,
+        time_limits={
+            "export": settings.export.max_running_seconds,
+            "import": settings.imports.max_running_seconds,
+        },
     )
     intake = RequestIntake(
         ledger,

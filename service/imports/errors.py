@@ -28,3 +28,22 @@ class SourceUnavailableError(JobFailedError):
 
     def __init__(self, message: str) -> None:
         super().__init__("SOURCE_UNAVAILABLE", message)
+
+
+class SourceTooSlowError(JobFailedError):
+    """The source kept sending, but too slowly to finish within the fetch deadline."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("SOURCE_TOO_SLOW", message)
+
+
+# What an import's messages may quote of its input (a header, a value, a URL): enough to
+# recognise it, never enough to bloat the job record or the status event that carries it.
+EXCERPT_CHARS = 200
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`text`, cut to `limit` characters with a marker saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"

@@ -10,8 +10,9 @@
    rejected ones into the reports, and record progress.
 4. Confirm the lease, make the reports visible, and return the counts.
 
-Memory: a chunk of the source, a batch of rows, the report writers' buffers and the duplicate
-table (bounded by the row limit); nothing holds the file.
+Memory: a chunk of the source, one record, two batches (bounded by rows and by bytes), the report
+writers' buffers and the duplicate table (bounded by the row limit); nothing holds the file,
+whatever its shape. docs/reliability.md states the bound and the peaks measured on hostile files.
 
 Cancellation, lease loss and failures abort the reports (none stays visible). Contacts written
 before stay written: running the import again applies the rest, and matches what was written
@@ -21,8 +22,9 @@ to the contacts it made (see matching.py), so nothing is duplicated.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
-from typing import Any
+import threading
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
 
 import structlog
 from pymongo.asynchronous.database import AsyncDatabase
@@ -48,6 +50,7 @@ log = structlog.get_logger(__name__)
 CHUNK_BYTES = 1 << 20
 # Rounds of matching again the rows whose writes lost a race to another import of the project.
 _MAX_ROUNDS = 5
+T = TypeVar("T")
 
 
 class Importer:
@@ -79,12 +82,16 @@ class Importer:
                     f"the file is {source.size} bytes; the limit is "
                     f"{self._settings.max_file_bytes} (FERRY_IMPORTS__MAX_FILE_BYTES)"
                 )
-            summary = await asyncio.to_thread(
-                scan,
-                self._store.chunks(source, chunk_size=CHUNK_BYTES),
-                encoding=options.encoding,
-                max_bytes=self._settings.max_file_bytes,
-                max_rows=self._settings.max_rows,
+            stop = threading.Event()
+            summary = await _on_thread(
+                stop,
+                lambda: scan(
+                    self._store.chunks(source, chunk_size=CHUNK_BYTES),
+                    encoding=options.encoding,
+                    max_bytes=self._settings.max_file_bytes,
+                    max_rows=self._settings.max_rows,
+                    stop=stop,
+                ),
             )
             counts, reports = await self._import(job, context, source, options)
         finally:
@@ -100,11 +107,15 @@ class Importer:
     async def _import(
         self, job: Job, context: JobContext, source: StoredObject, options: ImportOptions
     ) -> tuple[ImportCounts, dict[str, Any]]:
-        contact_file = await asyncio.to_thread(
-            ContactFile,
-            self._store.chunks(source, chunk_size=CHUNK_BYTES),
-            encoding=options.encoding,
-            max_field_chars=self._settings.max_field_chars,
+        stop = threading.Event()
+        contact_file = await _on_thread(
+            stop,
+            lambda: ContactFile(
+                self._store.chunks(source, chunk_size=CHUNK_BYTES),
+                encoding=options.encoding,
+                max_field_chars=self._settings.max_field_chars,
+                stop=stop,
+            ),
         )
         reports = Reports(
             self._store,
@@ -119,7 +130,9 @@ class Importer:
         if not options.dry_run:
             await self._contacts.prepare(job.project_id)
         counts = ImportCounts()
-        batches = _ThreadedBatches(contact_file.batches(self._settings.batch_size))
+        batches = _ThreadedBatches(
+            contact_file.batches(self._settings.batch_size, self._settings.batch_max_bytes), stop
+        )
         try:
             while (batch := await batches.next()) is not None:
                 outcomes, conflicts = await self._apply(job, options, batch.rows)
@@ -182,12 +195,28 @@ def _count(counts: ImportCounts, outcomes: list[Outcome], rejections: list[Rejec
         reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
 
 
+async def _on_thread(stop: threading.Event, work: Callable[[], T]) -> T:
+    """`work()` on a worker thread. If the caller is cancelled (the job was cancelled, lost its
+    lease or ran out of time), `stop` is set and the thread is waited for: it ends at its next
+    chunk, so that no abandoned thread goes on reading beside the job that takes the slot."""
+    future = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: the cancellation is what matters
+        raise
+
+
 class _ThreadedBatches:
     """A blocking iterator of batches, advanced on worker threads, one batch ahead: the next
     batch is parsed while the current one is written."""
 
-    def __init__(self, batches: Generator[Batch, None, None]) -> None:
+    def __init__(self, batches: Generator[Batch, None, None], stop: threading.Event) -> None:
         self._batches = batches
+        self._stop = stop
         self._upcoming: asyncio.Future[Batch | None] | None = None
 
     async def next(self) -> Batch | None:
@@ -201,6 +230,7 @@ class _ThreadedBatches:
         # iterator (which closes the source's connection).
         upcoming, self._upcoming = self._upcoming, None
         if upcoming is not None:
+            self._stop.set()  # the batch being parsed ends at its next chunk
             await asyncio.wait([upcoming])
             if not upcoming.cancelled():
                 upcoming.exception()  # retrieved: the error that matters is already raised

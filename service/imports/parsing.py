@@ -4,14 +4,21 @@
    that is too large, not text, or has an unusable header fails before any contact is written.
 2. `ContactFile.batches`: rows again, now validated and checked for duplicates, in batches.
 
-Both read the source chunk by chunk; nothing holds more than a chunk of text and a batch of rows.
+Both read the source chunk by chunk; nothing holds more than a chunk of text, one record (at most
+a MiB of text, see reader.py) and a batch, which is bounded by rows and by its estimated size in
+memory, so that wide or ragged rows make smaller batches. A ragged row's fields are dropped once
+it is rejected (its report needs only its text): a line of a million commas is a million fields.
+
+Both stop at the next chunk when their `stop` event is set (the job was cancelled or ran out of
+time): a thread cannot be interrupted, and must not go on reading a file nobody waits for.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from service.imports.duplicates import DuplicateFinder
 from service.imports.errors import FileTooLargeError, InvalidFileError
@@ -20,18 +27,36 @@ from service.imports.reader import CsvRecords, Record
 from service.imports.text import decoded
 from service.imports.validation import ContactRow, Rejection, validate
 
+# What a record costs in memory beyond its text, per field kept (the list's pointer and a small
+# string object) and per row (the record, the row and their dicts): the batch's size estimate.
+FIELD_BYTES = 64
+ROW_BYTES = 512
+
+
+class Stopped(Exception):  # noqa: N818 - not an error: the reader was asked to stop
+    """The `stop` event was set: the reading thread ends at the next chunk."""
+
 
 class Metered:
     """Bytes passing through, counted and hashed; more than `limit` fails the file."""
 
-    def __init__(self, chunks: Iterable[bytes], *, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        limit: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self._chunks = chunks
         self._limit = limit
+        self._stop = stop
         self.count = 0
         self.hash = hashlib.sha256()
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._chunks:
+            if self._stop is not None and self._stop.is_set():
+                raise Stopped
             self.count += len(chunk)
             if self._limit is not None and self.count > self._limit:
                 raise FileTooLargeError(
@@ -49,8 +74,15 @@ class Scan:
     sha256: str
 
 
-def scan(chunks: Iterable[bytes], *, encoding: str | None, max_bytes: int, max_rows: int) -> Scan:
-    metered = Metered(chunks, limit=max_bytes)
+def scan(
+    chunks: Iterable[bytes],
+    *,
+    encoding: str | None,
+    max_bytes: int,
+    max_rows: int,
+    stop: threading.Event | None = None,
+) -> Scan:
+    metered = Metered(chunks, limit=max_bytes, stop=stop)
     records = CsvRecords(decoded(metered, encoding))
     _header(records)
     rows = 0
@@ -68,6 +100,7 @@ class Batch:
     rows: list[ContactRow] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     bytes_read: int = 0  # of the source, so far: the progress
+    footprint: int = 0  # estimated bytes in memory (see FIELD_BYTES)
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.rejections)
@@ -77,18 +110,26 @@ class ContactFile:
     """The rows of a contacts CSV. Opening it reads the header (so: on a worker thread)."""
 
     def __init__(
-        self, chunks: Iterable[bytes], *, encoding: str | None, max_field_chars: int
+        self,
+        chunks: Iterable[bytes],
+        *,
+        encoding: str | None,
+        max_field_chars: int,
+        stop: threading.Event | None = None,
     ) -> None:
-        self._metered = Metered(chunks)
+        self._metered = Metered(chunks, stop=stop)
         self._records = CsvRecords(decoded(self._metered, encoding))
         self.header: Header = _header(self._records)
         self._max_field_chars = max_field_chars
 
-    def batches(self, size: int) -> Generator[Batch, None, None]:
+    def batches(self, size: int, max_bytes: int) -> Generator[Batch, None, None]:
+        """Batches of at most `size` rows, and of about `max_bytes` in memory: a batch ends
+        with the row that takes it past `max_bytes`."""
         duplicates = DuplicateFinder()
         batch = Batch()
         for record in self._records:
             outcome = self._row(record)
+            batch.footprint += footprint(outcome)
             if isinstance(outcome, Rejection):
                 batch.rejections.append(outcome)
             else:
@@ -107,7 +148,7 @@ class ContactFile:
                             outcome.raw,
                         )
                     )
-            if len(batch) >= size:
+            if len(batch) >= size or batch.footprint >= max_bytes:
                 batch.bytes_read = self._metered.count
                 yield batch
                 batch = Batch()
@@ -120,13 +161,23 @@ class ContactFile:
                 record.line, "malformed_row", f"the row cannot be read: {record.error}", None,
                 record.raw,
             )  # fmt: skip
-        return validate(
+        outcome = validate(
             record.line,
             record.fields,
             record.raw,
             self.header,
             max_field_chars=self._max_field_chars,
         )
+        if isinstance(outcome, Rejection) and outcome.category is None:
+            # Only category reports repeat the fields; rejected_rows has the row's text.
+            outcome = replace(outcome, fields=None)
+        return outcome
+
+
+def footprint(outcome: ContactRow | Rejection) -> int:
+    """About the bytes `outcome` holds in memory."""
+    fields = len(outcome.fields) if outcome.fields is not None else 0
+    return ROW_BYTES + len(outcome.raw) + FIELD_BYTES * fields
 
 
 def _header(records: CsvRecords) -> Header:

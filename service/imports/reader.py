@@ -5,6 +5,12 @@ RFC 4180 as Python's C parser reads it: quoted fields may hold delimiters, quote
 Lines are fed to the parser one at a time and remembered until its record is complete, which
 gives each record's first line number and its text exactly as in the file, for the reports, at
 no extra parsing cost. Blank lines are skipped.
+
+Nothing grows with the file: a line longer than MAX_LINE_CHARS, a record longer than
+MAX_RECORD_CHARS (a quote left open, so that the rest of the file would be one record), or one
+with more than MAX_RECORD_FIELDS fields fails the file with INVALID_FILE as soon as it is seen,
+before the parser holds it. The field count matters as much as the length: the parser makes a
+string object and a pointer per field (~60 bytes), so a MiB of `ab,ab,...` is 20 MB of fields.
 """
 
 from __future__ import annotations
@@ -13,9 +19,17 @@ import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from service.imports.errors import InvalidFileError
+from service.imports.header import MAX_COLUMNS
+
 DELIMITERS = (",", ";", "\t")
-# A line longer than this without a newline is not a CSV line; stop before memory suffers.
+# A line longer than this without a line break is not a CSV line; stop before memory suffers.
 MAX_LINE_CHARS = 1 << 20
+# Nor is a record (lines joined by quoted line breaks) longer than this.
+MAX_RECORD_CHARS = 1 << 20
+# Twenty times the widest header Ferry accepts: a row this ragged is a broken or generated file,
+# not a typing mistake. Delimiters are counted, quoted or not.
+MAX_RECORD_FIELDS = 20 * MAX_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,8 @@ class CsvRecords:
     def __init__(self, text: Iterable[str]) -> None:
         self._lines = _lines(text)
         self._seen: list[str] = []
+        self._seen_chars = 0
+        self._seen_fields = 1
         self._line = 1  # of the next line the parser takes
         leading = _until_content(self._lines)
         self.delimiter = detect_delimiter(leading[-1] if leading else "")
@@ -45,6 +61,8 @@ class CsvRecords:
     def _records(self) -> Iterator[Record]:
         while True:
             self._seen.clear()
+            self._seen_chars = 0
+            self._seen_fields = 1
             fields: list[str] | None = None
             error: str | None = None
             try:
@@ -62,11 +80,28 @@ class CsvRecords:
 
     def _remembered(self, leading: list[str]) -> Iterator[str]:
         for line in leading:
-            self._seen.append(line)
+            self._remember(line)
             yield line
         for line in self._lines:
-            self._seen.append(line)
+            self._remember(line)
             yield line
+
+    def _remember(self, line: str) -> None:
+        self._seen_chars += len(line)
+        if self._seen_chars > MAX_RECORD_CHARS:
+            raise InvalidFileError(
+                f"the record starting on line {self._line} is longer than {MAX_RECORD_CHARS} "
+                "characters: a quote is probably left open, so that the rest of the file reads "
+                "as one field"
+            )
+        self._seen_fields += line.count(self.delimiter)
+        if self._seen_fields > MAX_RECORD_FIELDS:
+            raise InvalidFileError(
+                f"the record starting on line {self._line} has more than {MAX_RECORD_FIELDS} "
+                f"fields: not a CSV file Ferry can read (a header has at most {MAX_COLUMNS} "
+                "columns)"
+            )
+        self._seen.append(line)
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -97,6 +132,7 @@ def _lines(text: Iterable[str]) -> Iterator[str]:
     quoted fields). Lines end at LF (so CRLF too), or at CR in files that use CR alone."""
     pending = ""
     separator: str | None = None
+    number = 1  # of the line in `pending`
     for piece in text:
         pending += piece
         if separator is None:
@@ -105,16 +141,22 @@ def _lines(text: Iterable[str]) -> Iterator[str]:
             elif "\r" in pending.rstrip("\r"):
                 separator = "\r"  # old Mac files: CR alone ends a line
             else:
-                if len(pending) > MAX_LINE_CHARS:
-                    yield pending
-                    pending = ""
+                _check_length(pending, number)
                 continue
         parts = pending.split(separator)
         pending = parts.pop()
         for part in parts:
+            _check_length(part, number)
+            number += 1
             yield part + separator
-        if len(pending) > MAX_LINE_CHARS:
-            yield pending  # the parser reports the field as too long
-            pending = ""
+        _check_length(pending, number)
     if pending:
         yield pending
+
+
+def _check_length(line: str, number: int) -> None:
+    if len(line) > MAX_LINE_CHARS:
+        raise InvalidFileError(
+            f"line {number} is longer than {MAX_LINE_CHARS} characters: not a CSV file Ferry "
+            "can read"
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -15,6 +14,7 @@ from service.errors import InvalidRequestError
 from service.events.contracts import CloudEvent, ImportRequestedData, ObjectSource
 from service.imports import files
 from service.imports.model import ImportOptions, ImportSource
+from service.imports.text import charset
 from service.jobs.from_request import failed_job, job_from_request
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
@@ -63,11 +63,9 @@ class ImportRequests:
             )
         if request.encoding is not None:
             try:
-                codecs.lookup(request.encoding)
-            except LookupError:
-                raise InvalidRequestError(
-                    f"encoding: unknown encoding {request.encoding!r} (e.g. utf-8, latin-1, cp1252)"
-                ) from None
+                charset(request.encoding)
+            except LookupError as exc:
+                raise InvalidRequestError(f"encoding: {exc}") from None
         if isinstance(request.source, ObjectSource):
             self._check_object(request.project_id, request.source)
 

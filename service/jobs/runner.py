@@ -2,9 +2,11 @@
 
 Each running job has a watcher that renews its lease and looks for a cancellation request. If the
 lease is lost (another worker claimed the job after this one stalled), the work is cancelled and
-nothing more is written. Transient failures are retried with exponential backoff; others fail
-the job at once. On shutdown the runner stops claiming, gives running jobs a grace period, then
-hands back the rest at once instead of leaving them to lapse.
+nothing more is written. An attempt that runs longer than its kind's time limit is cancelled
+the same way and fails with JOB_TIMEOUT, so that no input can hold a slot forever. Transient
+failures are retried with exponential backoff; others fail the job at once. On shutdown the
+runner stops claiming, gives running jobs a grace period, then hands back the rest at once
+instead of leaving them to lapse.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class _Stop(Enum):
 
     LEASE_LOST = "lease_lost"
     CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
 
 
 class Runner:
@@ -54,9 +57,12 @@ class Runner:
         *,
         owner: str,
         retention: timedelta,
+        time_limits: Mapping[str, float] | None = None,
     ) -> None:
+        """`time_limits`: the longest an attempt of each kind may run, in seconds."""
         self._ledger = ledger
         self._executors = executors
+        self._time_limits = dict(time_limits or {})
         self._settings = settings
         self._owner = owner
         self._retention = retention
@@ -142,7 +148,9 @@ class Runner:
         bound.info(f"{job.kind}.started", dataset=job.dataset)
         work = asyncio.create_task(self._executors[job.kind].run(job, context))
         stopped: list[_Stop] = []
-        watcher = asyncio.create_task(self._watch(lease, work, stopped))
+        limit = self._time_limits.get(job.kind)
+        deadline = None if limit is None else started + limit
+        watcher = asyncio.create_task(self._watch(lease, work, stopped, deadline))
         try:
             result = await work
             await self._ledger.complete(lease, result, retention=self._retention)
@@ -161,6 +169,8 @@ class Runner:
                 raise
             if stopped == [_Stop.CANCELLED]:
                 await self._record(self._cancelled(lease, bound), bound)
+            elif stopped == [_Stop.TIMED_OUT] and limit is not None:
+                await self._record(self._timed_out(job, lease, limit, bound), bound)
             else:
                 bound.warning("job.lease_lost")
         except Exception as exc:  # noqa: BLE001 - every failure is classified and recorded
@@ -171,12 +181,22 @@ class Runner:
                 await watcher
 
     async def _watch(
-        self, lease: Lease, work: asyncio.Task[JobResult], stopped: list[_Stop]
+        self,
+        lease: Lease,
+        work: asyncio.Task[JobResult],
+        stopped: list[_Stop],
+        deadline: float | None,
     ) -> None:
-        """Renew the lease every heartbeat; look for a cancellation request more often."""
+        """Renew the lease every heartbeat; look for a cancellation request and the attempt's
+        deadline more often."""
         last_beat = time.monotonic()
         while True:
             await asyncio.sleep(self._settings.cancel_check_seconds)
+            if deadline is not None and time.monotonic() >= deadline:
+                log.info("job.stopping", job_id=lease.job_id, reason="time limit")
+                stopped.append(_Stop.TIMED_OUT)
+                work.cancel()
+                return
             try:
                 if await self._ledger.cancel_requested(lease):
                     log.info("job.stopping", job_id=lease.job_id, reason="cancel requested")
@@ -221,6 +241,13 @@ class Runner:
             bound.error("job.crashed", exc_info=exc)
         await self._ledger.fail(lease, code=failure.code, message=failure.message)
         bound.warning("job.failed", error_code=failure.code, error_message=failure.message)
+
+    async def _timed_out(self, job: Job, lease: Lease, limit: float, bound: BoundLog) -> None:
+        if await self._cancel_instead(lease, bound):
+            return
+        message = f"the {job.kind} ran longer than its time limit of {limit:g} s and was stopped"
+        await self._ledger.fail(lease, code="JOB_TIMEOUT", message=message)
+        bound.warning("job.failed", error_code="JOB_TIMEOUT", error_message=message)
 
     async def _cancelled(self, lease: Lease, bound: BoundLog) -> None:
         job = await self._ledger.cancel(lease)

@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -48,11 +49,18 @@ def make_importer(
     store: ObjectStore,
     *,
     allow_loopback: bool = True,
-    limits: dict[str, int] | None = None,
+    limits: Mapping[str, float] | None = None,
 ) -> Importer:
     settings = ImportSettings.model_validate({"batch_size": 50, **(limits or {})})
     guard = DestinationGuard(AddressPolicy(allow_loopback=allow_loopback))
-    sources = Sources(store, guard, max_bytes=settings.max_file_bytes, timeout=5, part_size=PART)
+    sources = Sources(
+        store,
+        guard,
+        max_bytes=settings.max_file_bytes,
+        timeout=5,
+        deadline=settings.fetch_deadline_seconds,
+        part_size=PART,
+    )
     return Importer(database, store, sources, settings, part_size=PART, escape_formulas=True)
 
 
@@ -282,7 +290,7 @@ async def test_files_that_cannot_be_imported_fail_before_any_write(
     store: ObjectStore,
     ledger: Ledger,
     data: bytes | str,
-    limits: dict[str, int],
+    limits: dict[str, float],
     code: str,
 ) -> None:
     p = project()

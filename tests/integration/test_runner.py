@@ -174,3 +174,44 @@ async def test_shutdown_hands_running_jobs_back_at_once(ledger: Ledger) -> None:
     assert back is not None
     assert (back.status, back.lease_owner, back.attempt) == (JobStatus.PENDING, None, 1)
     assert executor.cancelled.is_set()
+
+
+async def test_a_job_over_its_time_limit_fails_with_job_timeout_and_frees_its_slot(
+    ledger: Ledger,
+) -> None:
+    # The first job never ends (a source trickling forever); the second, of the same project,
+    # can only run once the first has given back the project's single slot.
+    script = iter(["block", None])
+    executor = ScriptedExecutor(lambda _: next(script))
+    stuck, after = new_job("slow"), new_job("slow")
+    await ledger.accept(stuck)
+    stop = asyncio.Event()
+    runner = Runner(
+        ledger,
+        {"export": executor},
+        settings(max_running_per_project=1),
+        owner="w",
+        retention=timedelta(days=1),
+        time_limits={"export": 1.0},
+    )
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        while runner.running == 0:
+            await asyncio.sleep(0.05)
+        await ledger.accept(after)
+        failed = await finished(ledger, stuck.id)
+        assert (failed.status, failed.error_code, failed.attempt) == (
+            JobStatus.FAILED,
+            "JOB_TIMEOUT",
+            1,
+        )
+        assert failed.error_message is not None
+        assert "time limit of 1 s" in failed.error_message
+        assert executor.cancelled.is_set()  # its work was stopped, not left running
+        assert failed.started_at is not None
+        assert failed.completed_at is not None
+        assert (failed.completed_at - failed.started_at).total_seconds() >= 1.0
+        assert (await finished(ledger, after.id)).status is JobStatus.COMPLETED
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)

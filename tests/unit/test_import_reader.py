@@ -97,7 +97,7 @@ def test_batches_hold_rows_and_rejections_with_progress() -> None:
     )
     data = ("\n".join(lines) + "\n").encode()
     contact_file = ContactFile(chunked(data, 8), encoding=None, max_field_chars=100)
-    batches = list(contact_file.batches(3))
+    batches = list(contact_file.batches(3, 1 << 20))
     assert [len(batch) for batch in batches] == [3, 3, 1]
     rows = [row.line for batch in batches for row in batch.rows]
     assert rows == [2, 3, 4, 5, 6]
@@ -110,6 +110,6 @@ def test_batches_hold_rows_and_rejections_with_progress() -> None:
 def test_an_unreadable_record_is_rejected_and_reading_goes_on() -> None:
     huge = "x" * 200_000  # beyond the parser's field limit
     data = f'EMAIL,NOTE\na@x.io,"{huge}"\nb@x.io,fine\n'.encode()
-    batch = next(ContactFile([data], encoding=None, max_field_chars=10).batches(10))
+    batch = next(ContactFile([data], encoding=None, max_field_chars=10).batches(10, 1 << 20))
     assert [r.reason for r in batch.rejections] == ["malformed_row"]
     assert [row.identifiers for row in batch.rows] == [{"email": "b@x.io"}]
