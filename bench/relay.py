@@ -51,6 +51,7 @@ from service.events.relay_shards import (  # noqa: E402
     SHARD_LEASES_COLLECTION,
     ShardLeases,
 )
+from service.jobs.ledger import Ledger  # noqa: E402
 from service.jobs.status import JobStatus  # noqa: E402
 from service.provisioning import provision  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402
@@ -78,6 +79,8 @@ def backlog_documents(events: int, per_job: int) -> list[dict[str, Any]]:
                 "outbox": entries,
                 "outbox_pending": True,
                 "outbox_shard": shard_of(job.id),
+                "request_source": job.request_source,
+                "request_id": job.request_id,
                 "updated_at": job.updated_at,
                 "revision": 1,
             }
@@ -192,6 +195,7 @@ async def main(events: int, per_job: int) -> None:
         await provision(settings)
         client = connect(settings.mongo, app_name="bench")
         database = client[settings.mongo.database]
+        await Ledger(database, event_source="/bench").ensure_indexes()  # the relay's index too
         try:
             documents = backlog_documents(events, per_job)
             total = len(documents) * per_job

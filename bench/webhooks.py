@@ -4,6 +4,8 @@
 
 Jobs: JOBS small exports requested over Kafka, run by two `ferry worker` processes, announced
 by one `ferry webhooks` dispatcher to an endpoint per project (subscribed to export.completed),
+and followed by one `ferry api` (status change -> visible in its read model, from its own
+`ferry_status_consumer_lag_seconds` histogram: bucket bounds, target p99 under 250 ms),
 received by an HTTP server on loopback. Latency is from the status change (the payload's
 `timestamp`, when the ledger committed `completed`) to the moment the receiver has the request:
 outbox relay, Kafka, the dispatcher's consumer, the delivery record, the claim, signing and the
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from standardwebhooks import Webhook
 
@@ -39,7 +42,7 @@ from service.clock import as_utc, rfc3339, utcnow  # noqa: E402
 from service.config import DEV_SECRET_ENCRYPTION_KEY, Settings, settings_from_env  # noqa: E402
 from service.database import Database, connect  # noqa: E402
 from service.demo import demo_messages, load_messages  # noqa: E402
-from service.devstack import DevStack, Ports  # noqa: E402
+from service.devstack import DevStack, Ports, free_port  # noqa: E402
 from service.events.submit import export_request  # noqa: E402
 from service.provisioning import provision  # noqa: E402
 from service.webhooks.deliveries import DELIVERIES_COLLECTION  # noqa: E402
@@ -141,6 +144,37 @@ def report(name: str, received: list[Received], started: float, *, target: bool)
     print(f"  throughput    {len(received) / span:8.1f} deliveries/s over {span:.1f} s")
 
 
+_API_LAG = "ferry_status_consumer_lag_seconds_bucket"
+
+
+async def api_lag_buckets(url: str) -> dict[float, float]:
+    """The API's histogram of status change -> applied to its read model (cumulative)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"{url}/metrics")).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(_API_LAG) and 'consumer="api"' in line:
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.split()[-1])
+    return buckets
+
+
+async def report_api_lag(url: str, before: dict[float, float]) -> None:
+    """Status change -> visible in the API, from the API's own histogram: the smallest bucket
+    bound holding 50 % and 99 % of the events applied during the phase."""
+    after = await api_lag_buckets(url)
+    counts = {bound: after[bound] - before.get(bound, 0.0) for bound in sorted(after)}
+    total = counts.get(float("inf"), 0.0)
+    if not total:
+        print("  API: no status events applied (is the API running?)")
+        return
+    for share in (0.5, 0.99):
+        bound = next(b for b, count in counts.items() if count >= share * total)
+        goal = "   (target < 250 ms)" if share == 0.99 else ""
+        print(f"  API visible p{share * 100:.0f}  <= {bound * 1000:6.0f} ms{goal}")
+    print(f"  API applied   {total:8.0f} status events")
+
+
 async def jobs_phase(
     settings: Settings, database: Database, receiver: Receiver, secrets: dict[str, str], jobs: int
 ) -> None:
@@ -214,17 +248,27 @@ async def main(jobs: int, burst: int) -> None:
             for n in range(2)
         ]
         dispatcher = FerryProcess("webhooks", ferry_command("webhooks"), env, Path(scratch))
+        api_port = free_port()
+        api = FerryProcess(
+            "api",
+            ferry_command("api"),
+            {**env, "FERRY_API__PORT": str(api_port)},
+            Path(scratch),
+            http_port=api_port,
+        )
         try:
-            for process in [*processes, dispatcher]:
+            for process in [*processes, dispatcher, api]:
                 process.start()
             await_log_line(dispatcher, "webhooks.started", timeout=120)
             secrets: dict[str, str] = {}
             with Receiver(check=verifier(secrets)) as receiver:
+                before = await api_lag_buckets(api.url)
                 await jobs_phase(settings, database, receiver, secrets, jobs)
+                await report_api_lag(api.url, before)
             with Receiver(check=verifier(secrets)) as receiver:
                 await burst_phase(settings, database, receiver, secrets, burst)
         finally:
-            for process in [dispatcher, *processes]:
+            for process in [api, dispatcher, *processes]:
                 process.stop()
             await client.close()
 
