@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pymongo
 import structlog
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import envelope
 from service.api.dependencies import Services
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     envelope.install(app)
+    app.add_middleware(DatabaseDeadline, seconds=settings.mongo.timeout_seconds)
     app.add_middleware(HttpMetrics)
     app.include_router(exports_router)
     app.include_router(imports_router)
@@ -82,6 +85,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_router)
     _tidy_openapi(app)
     return app
+
+
+class DatabaseDeadline:
+    """Bounds the database work of each request (pymongo's client-side operation timeout): a
+    database that stops answering makes requests answer 503 within the timeout, where an
+    operation on an open connection would otherwise wait for as long as the socket lives."""
+
+    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+        self._app = app
+        self._seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        with pymongo.timeout(self._seconds):
+            await self._app(scope, receive, send)
 
 
 def _tidy_openapi(app: FastAPI) -> None:
