@@ -327,6 +327,16 @@ class ApiSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Interface the API listens on.")
     port: int = Field(8000, gt=0, lt=65536, description="Port the API listens on.")
+    # Rate limit: a token bucket per API key, in each API process (not shared between replicas).
+    rate_limit_per_second: float = Field(
+        10.0,
+        ge=0,
+        description="Requests per second one API key may make to one API replica, sustained; "
+        "beyond it the API answers 429 with Retry-After. 0 turns the limit off.",
+    )
+    rate_limit_burst: int = Field(
+        50, gt=0, description="Requests one API key may make at once before the rate applies."
+    )
 
 
 class OutboundSettings(BaseModel):

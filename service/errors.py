@@ -49,6 +49,28 @@ class ExportExpiredError(FerryError):
     http_status = 410
 
 
+class RateLimitedError(FerryError):
+    """The caller's API key has used up its rate limit; `retry_after` seconds until it may retry."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many requests for this API key; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(FerryError):
+    """A dependency (the database, the object store) did not answer; the request may be retried."""
+
+    code = "SERVICE_UNAVAILABLE"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class LeaseLostError(FerryError):
     """This worker no longer owns the job: another attempt took it over. Write nothing more."""
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.keys import ApiKeys
+from service.api.ratelimit import RateLimiter
 from service.api.read_model import ReadModel
 from service.config import Settings
 from service.errors import UnauthorizedError
@@ -21,6 +22,7 @@ class Services:
     read_model: ReadModel
     keys: ApiKeys
     store: ObjectStore
+    limiter: RateLimiter
 
 
 def _services(request: Request) -> Services:
@@ -33,16 +35,25 @@ ServicesDep = Annotated[Services, Depends(_services)]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `ferry keys create`.")
 
 
+async def authenticate(services: Services, request: Request, key: str | None, refusal: str) -> str:
+    """The project of `key`, once the key's rate limit allows this request; `refusal` is the
+    message of the 401 for a missing or unknown key (each API words it its own way)."""
+    project_id = await services.keys.project_for(key) if key else None
+    if key is None or project_id is None:
+        raise UnauthorizedError(refusal)
+    services.limiter.check(key, route=getattr(request.scope.get("route"), "path", "unmatched"))
+    return project_id
+
+
 async def _project(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise UnauthorizedError("Invalid or missing API key")
-    project_id = await services.keys.project_for(credentials.credentials)
-    if project_id is None:
-        raise UnauthorizedError("Invalid or missing API key")
-    return project_id
+    key = None
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        key = credentials.credentials
+    return await authenticate(services, request, key, "Invalid or missing API key")
 
 
 ProjectDep = Annotated[str, Depends(_project)]

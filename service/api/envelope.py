@@ -13,11 +13,15 @@ import structlog
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from minio.error import MinioException
 from pydantic import BaseModel
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from service.api.surfaces import surface_for
-from service.errors import FerryError
+from service.errors import FerryError, RateLimitedError, ServiceUnavailableError
+from service.jobs.failures import classify
 
 log = structlog.get_logger(__name__)
 
@@ -27,6 +31,17 @@ _HTTP_CODES = {
     405: "METHOD_NOT_ALLOWED",
     429: "RATE_LIMITED",
 }
+# Error messages quote the request at times (a parameter's name, a path); never at length.
+_MAX_MESSAGE = 1000
+
+# What a dependency's failure may look like; `classify` tells an outage from a bug among them.
+_OUTAGE_TYPES: tuple[type[Exception], ...] = (PyMongoError, MinioException, Urllib3Error, OSError)
+_OUTAGES = {
+    "DATABASE_UNAVAILABLE": "the database is unavailable; try again shortly",
+    "STORAGE_UNAVAILABLE": "the object store is unavailable; try again shortly",
+    "NETWORK_ERROR": "a dependency could not be reached; try again shortly",
+}
+_OUTAGE_RETRY_AFTER = 5  # seconds: a fail-over or restart of a dependency takes about as long
 
 
 class ErrorBody(BaseModel):
@@ -73,7 +88,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(FerryError)
     async def ferry_error(request: Request, exc: FerryError) -> JSONResponse:
-        return error_response(request, exc.http_status, exc.code, exc.message)
+        response = error_response(request, exc.http_status, exc.code, exc.message)
+        if isinstance(exc, RateLimitedError | ServiceUnavailableError):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -81,13 +99,28 @@ def install(app: FastAPI) -> None:
             f"{'.'.join(str(part) for part in error['loc'][1:]) or error['loc'][0]}: {error['msg']}"
             for error in exc.errors()
         )
-        return error_response(request, 400, "INVALID_REQUEST", problems)
+        return error_response(request, 400, "INVALID_REQUEST", problems[:_MAX_MESSAGE])
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
         message = exc.detail if isinstance(exc.detail, str) else code.lower()
-        return error_response(request, exc.status_code, code, message)
+        response = error_response(request, exc.status_code, code, message[:_MAX_MESSAGE])
+        # Starlette's own headers, e.g. `Allow` on a 405 (RFC 9110 requires it).
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def dependency_failure(request: Request, exc: Exception) -> JSONResponse:
+        failure = classify(exc)
+        if not failure.transient:
+            raise exc  # a bug, not an outage: answered 500 by `unexpected`
+        log.warning("api.dependency_unavailable", code=failure.code, error=failure.message)
+        outage = ServiceUnavailableError(_OUTAGES[failure.code], retry_after=_OUTAGE_RETRY_AFTER)
+        return await ferry_error(request, outage)
+
+    # Handled here, inside the middleware, so these answers carry X-Request-Id as others do.
+    for outage_type in _OUTAGE_TYPES:
+        app.add_exception_handler(outage_type, dependency_failure)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -16,6 +16,8 @@ from pydantic import BaseModel
 from service.api.dependencies import ProjectDep, Services, ServicesDep
 from service.api.envelope import ErrorEnvelope, Meta, PageMeta, envelope
 from service.api.links import SignedLink, file_expiry, signed_link
+from service.api.read_model import CURSOR_PATTERN
+from service.api.surfaces import documented_errors
 from service.api.waiting import with_waiting_info
 from service.clock import utcnow
 from service.errors import ExportExpiredError, ExportNotReadyError, NotFoundError
@@ -25,10 +27,16 @@ from service.jobs.view import JobView
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorEnvelope, "description": "Invalid request"},
-    401: {"model": ErrorEnvelope, "description": "Invalid or missing API key"},
-    404: {"model": ErrorEnvelope, "description": "Export not found"},
+_INVALID = "INVALID_REQUEST: a parameter is malformed or out of range"
+_NOT_FOUND = "NOT_FOUND: no such export in the key's project"
+_LIST_ERRORS = documented_errors(ErrorEnvelope, {400: _INVALID})
+_ERRORS = documented_errors(ErrorEnvelope, {400: _INVALID, 404: _NOT_FOUND})
+# The first export of a page leads to its details and its file (schemathesis follows these).
+_TO_EXPORT = {
+    "links": {
+        link: {"operationId": operation, "parameters": {"export_id": "$response.body#/data/0/id"}}
+        for link, operation in (("GetExport", "getExport"), ("DownloadExport", "downloadExport"))
+    }
 }
 
 
@@ -52,7 +60,13 @@ class DownloadEnvelope(BaseModel):
     meta: Meta
 
 
-@router.get("", response_model=ExportPage, responses=_ERRORS, summary="List exports")
+@router.get(
+    "",
+    response_model=ExportPage,
+    responses={200: _TO_EXPORT, **_LIST_ERRORS},
+    summary="List exports",
+    operation_id="listExports",
+)
 async def list_exports(
     request: Request,
     services: ServicesDep,
@@ -60,7 +74,10 @@ async def list_exports(
     *,
     status: Annotated[JobStatus | None, Query(description="Only exports in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(description="`next_cursor` of the previous page.", pattern=CURSOR_PATTERN),
+    ] = None,
 ) -> dict[str, Any]:
     views, next_cursor = await services.read_model.page(
         project_id,
@@ -73,7 +90,13 @@ async def list_exports(
     return envelope(request, views, has_more=next_cursor is not None, next_cursor=next_cursor)
 
 
-@router.get("/{export_id}", response_model=ExportEnvelope, responses=_ERRORS, summary="Get export")
+@router.get(
+    "/{export_id}",
+    response_model=ExportEnvelope,
+    responses=_ERRORS,
+    summary="Get export",
+    operation_id="getExport",
+)
 async def get_export(
     request: Request, services: ServicesDep, project_id: ProjectDep, export_id: UUID
 ) -> dict[str, Any]:
@@ -85,12 +108,17 @@ async def get_export(
     "/{export_id}/download",
     status_code=302,
     response_model=DownloadEnvelope,
-    responses={
-        **_ERRORS,
-        409: {"model": ErrorEnvelope, "description": "EXPORT_NOT_READY: not completed yet"},
-        410: {"model": ErrorEnvelope, "description": "EXPORT_EXPIRED: the file was deleted"},
-    },
+    responses=documented_errors(
+        ErrorEnvelope,
+        {
+            400: _INVALID,
+            404: _NOT_FOUND,
+            409: "EXPORT_NOT_READY: not completed yet",
+            410: "EXPORT_EXPIRED: the file was deleted",
+        },
+    ),
     summary="Download export",
+    operation_id="downloadExport",
     description="Redirects (302) to a freshly signed URL of the file, valid for a short time "
     "and never beyond the export's expiry. The body carries the same URL.",
 )

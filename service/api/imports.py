@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from service.api.dependencies import ProjectDep, Services, ServicesDep
 from service.api.envelope import ErrorEnvelope, Meta, PageMeta, envelope
 from service.api.links import report_links
+from service.api.read_model import CURSOR_PATTERN
+from service.api.surfaces import documented_errors
 from service.api.waiting import with_waiting_info
 from service.errors import NotFoundError
 from service.jobs.status import JobStatus
@@ -22,10 +24,19 @@ from service.jobs.view import JobView
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorEnvelope, "description": "Invalid request"},
-    401: {"model": ErrorEnvelope, "description": "Invalid or missing API key"},
-    404: {"model": ErrorEnvelope, "description": "Import not found"},
+_INVALID = "INVALID_REQUEST: a parameter is malformed or out of range"
+_LIST_ERRORS = documented_errors(ErrorEnvelope, {400: _INVALID})
+_ERRORS = documented_errors(
+    ErrorEnvelope, {400: _INVALID, 404: "NOT_FOUND: no such import in the key's project"}
+)
+# The first import of a page leads to its details (schemathesis follows this).
+_TO_IMPORT = {
+    "links": {
+        "GetImport": {
+            "operationId": "getImport",
+            "parameters": {"import_id": "$response.body#/data/0/id"},
+        }
+    }
 }
 
 
@@ -55,7 +66,13 @@ class ImportPage(BaseModel):
     meta: PageMeta
 
 
-@router.get("", response_model=ImportPage, responses=_ERRORS, summary="List imports")
+@router.get(
+    "",
+    response_model=ImportPage,
+    responses={200: _TO_IMPORT, **_LIST_ERRORS},
+    summary="List imports",
+    operation_id="listImports",
+)
 async def list_imports(
     request: Request,
     services: ServicesDep,
@@ -63,7 +80,10 @@ async def list_imports(
     *,
     status: Annotated[JobStatus | None, Query(description="Only imports in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(description="`next_cursor` of the previous page.", pattern=CURSOR_PATTERN),
+    ] = None,
 ) -> dict[str, Any]:
     views, next_cursor = await services.read_model.page(
         project_id,
@@ -76,7 +96,13 @@ async def list_imports(
     return envelope(request, shown, has_more=next_cursor is not None, next_cursor=next_cursor)
 
 
-@router.get("/{import_id}", response_model=ImportEnvelope, responses=_ERRORS, summary="Get import")
+@router.get(
+    "/{import_id}",
+    response_model=ImportEnvelope,
+    responses=_ERRORS,
+    summary="Get import",
+    operation_id="getImport",
+)
 async def get_import(
     request: Request, services: ServicesDep, project_id: ProjectDep, import_id: UUID
 ) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Counts and times every HTTP request, labelled by route template (`/v1/exports/{export_id}`),
-never by raw path, so the number of series stays bounded whatever clients send."""
+never by raw path, and by method, so the number of series stays bounded whatever clients send."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from service.observability.metrics import HTTP_DURATION, HTTP_REQUESTS
 # Scrapes and probes arrive every few seconds from machines; counting them would drown the
 # requests of people and programs that use the API.
 _NOT_COUNTED = frozenset({"/metrics", "/healthz", "/readyz"})
+# The method is the client's to choose, any token at all: others share one label, so that no
+# client can add series at will.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 
 
 class HttpMetrics:
@@ -38,6 +41,6 @@ class HttpMetrics:
         finally:
             # FastAPI's router records the matched route in the scope; anything else is one label.
             route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
             HTTP_DURATION.labels(method=method, route=route).observe(time.perf_counter() - started)

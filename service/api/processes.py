@@ -12,27 +12,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
-from service.api.dependencies import Services, ServicesDep
+from service.api.dependencies import Services, ServicesDep, authenticate
 from service.api.exports import export_link
 from service.api.links import report_links
-from service.api.surfaces import BrevoError
+from service.api.surfaces import BrevoError, documented_errors
 from service.datasets import get_dataset
-from service.errors import InvalidRequestError, NotFoundError, UnauthorizedError
+from service.errors import InvalidRequestError, NotFoundError
 from service.imports.model import BREVO_CATEGORIES
 from service.jobs.status import JobStatus
 
 router = APIRouter(prefix="/v3/processes", tags=["processes (Brevo)"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": BrevoError, "description": "Bad request"},
-    401: {"model": BrevoError, "description": "Missing or unknown api-key"},
-    404: {"model": BrevoError, "description": "Process not found"},
+_INVALID = "invalid_parameter: a parameter is malformed or out of range"
+_LIST_ERRORS = documented_errors(BrevoError, {400: _INVALID})
+_ERRORS = documented_errors(
+    BrevoError, {400: _INVALID, 404: "document_not_found: no such process in the key's account"}
+)
+# The first process of a page leads to its details (schemathesis follows this).
+_TO_PROCESS = {
+    "links": {
+        "GetProcess": {
+            "operationId": "getProcess",
+            "parameters": {"processId": "$response.body#/processes/0/id"},
+        }
+    }
 }
+_MAX_LIMIT = 50
+_MAX_ID = 2**63 - 1  # Brevo's ids are int64, and so are MongoDB's integers
+# MongoDB takes skip and skip + limit as int64s; a larger offset cannot reach the database.
+_MAX_OFFSET = _MAX_ID - _MAX_LIMIT
 BREVO_STATUS = {
     JobStatus.PENDING: "queued",
     JobStatus.PROCESSING: "in_process",
@@ -47,11 +60,10 @@ _api_key = APIKeyHeader(
 )
 
 
-async def _project(services: ServicesDep, key: Annotated[str | None, Depends(_api_key)]) -> str:
-    project_id = await services.keys.project_for(key) if key else None
-    if project_id is None:
-        raise UnauthorizedError("Key not found")
-    return project_id
+async def _project(
+    request: Request, services: ServicesDep, key: Annotated[str | None, Depends(_api_key)]
+) -> str:
+    return await authenticate(services, request, key, "Key not found")
 
 
 BrevoProjectDep = Annotated[str, Depends(_project)]
@@ -93,12 +105,16 @@ class ProcessList(BaseModel):
 
 
 @router.get(
-    "/{processId}", response_model=Process, responses=_ERRORS, summary="Get process details"
+    "/{processId}",
+    response_model=Process,
+    responses=_ERRORS,
+    summary="Get process details",
+    operation_id="getProcess",
 )
 async def get_process(
     services: ServicesDep,
     project_id: BrevoProjectDep,
-    process_id: Annotated[int, Path(alias="processId", ge=1, le=2**63 - 1)],
+    process_id: Annotated[int, Path(alias="processId", ge=1, le=_MAX_ID)],
 ) -> JSONResponse:
     view = await services.read_model.process(project_id, process_id)
     if view is None:
@@ -106,13 +122,19 @@ async def get_process(
     return JSONResponse(await _process(services, view))
 
 
-@router.get("", response_model=ProcessList, responses=_ERRORS, summary="Get background processes")
+@router.get(
+    "",
+    response_model=ProcessList,
+    responses={200: _TO_PROCESS, **_LIST_ERRORS},
+    summary="Get background processes",
+    operation_id="listProcesses",
+)
 async def list_processes(
     services: ServicesDep,
     project_id: BrevoProjectDep,
     *,
-    limit: Annotated[int, Query(ge=1, le=50, description="Page size.")] = 10,
-    offset: Annotated[int, Query(ge=0, description="Processes to skip.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="Page size.")] = 10,
+    offset: Annotated[int, Query(ge=0, le=_MAX_OFFSET, description="Processes to skip.")] = 0,
     sort: Annotated[Literal["asc", "desc"], Query(description="By creation.")] = "desc",
 ) -> JSONResponse:
     count, views = await services.read_model.processes(

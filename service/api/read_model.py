@@ -8,10 +8,9 @@ keys the API signs, so whoever can write to the status topic must not be able to
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime, timedelta
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -243,15 +242,22 @@ def _is_timestamp(value: object, *, optional: bool) -> bool:
     return True
 
 
+# A cursor is the position of the last job of a page: its creation time in microseconds since
+# the epoch and its id, e.g. `1764547200123456_0193...`. Every string of this pattern is a valid
+# position (17 digits stay below the year 9999), so a request the schema accepts is never refused.
+CURSOR_PATTERN = r"^[0-9]{1,17}_[0-9a-f]{32}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _encode_cursor(created_at: datetime, job_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    if created_at.tzinfo is None:  # MongoDB hands back naive UTC datetimes
+        created_at = created_at.replace(tzinfo=UTC)
+    return f"{(created_at - _EPOCH) // _MICROSECOND}_{uuid.UUID(job_id).hex}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), str(job_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise InvalidRequestError("cursor is not one this API returned") from exc
+    if re.fullmatch(CURSOR_PATTERN, cursor) is None:
+        raise InvalidRequestError("cursor is not one this API returned")
+    micros, job_hex = cursor.split("_")
+    return _EPOCH + int(micros) * _MICROSECOND, str(uuid.UUID(job_hex))

@@ -8,7 +8,8 @@ whatever route raises them; the surface of the request's path renders them.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
@@ -42,6 +43,8 @@ _BREVO_CODES = {
     "UNAUTHORIZED": "unauthorized",
     "INVALID_REQUEST": "invalid_parameter",
     "METHOD_NOT_ALLOWED": "method_not_allowed",
+    "RATE_LIMITED": "too_many_requests",
+    "SERVICE_UNAVAILABLE": "service_unavailable",
 }
 _BREVO_BY_STATUS = {
     400: "invalid_parameter",
@@ -50,6 +53,7 @@ _BREVO_BY_STATUS = {
     405: "method_not_allowed",
     406: "not_acceptable",
     429: "too_many_requests",
+    503: "service_unavailable",
 }
 
 
@@ -67,3 +71,40 @@ _BY_PREFIX: tuple[tuple[str, Surface], ...] = (("/v3/", BREVO),)
 
 def surface_for(path: str) -> Surface:
     return next((surface for prefix, surface in _BY_PREFIX if path.startswith(prefix)), HOOKBRIDGE)
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+# What any authenticated operation may answer, whatever it does.
+_EVERY_OPERATION: dict[int, dict[str, Any]] = {
+    401: {"description": "Missing, unknown or revoked API key"},
+    429: {
+        "description": "The key used up its rate limit (per API replica); retry after "
+        "`Retry-After` seconds",
+        "headers": _RETRY_AFTER,
+    },
+    500: {"description": "A bug in Ferry, logged with the request id; not a fault of the request"},
+    503: {
+        "description": "A dependency (the database) is unavailable; retry after `Retry-After` "
+        "seconds",
+        "headers": _RETRY_AFTER,
+    },
+}
+
+
+def documented_errors(
+    model: type[BaseModel], own: Mapping[int, str]
+) -> dict[int | str, dict[str, Any]]:
+    """The error responses of an authenticated operation for its OpenAPI document: `own` (status
+    -> description) and those every one can answer, each in `model`, its surface's shape."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": model, "description": description} for status, description in own.items()
+    }
+    for status, response in _EVERY_OPERATION.items():
+        responses[status] = {"model": model, **response}
+    return dict(sorted(responses.items(), key=lambda item: str(item[0])))

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import ObservabilitySettings
@@ -54,7 +55,23 @@ router = APIRouter(tags=["health"])
 _CHECK_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/healthz", summary="The process's own loops are running")
+class Liveness(BaseModel):
+    status: Literal["ok", "failing"]
+    checks: dict[str, bool] | None = Field(None, description="Each loop checked, when any is.")
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, bool] = Field(description="Each dependency: whether it answered.")
+
+
+@router.get(
+    "/healthz",
+    summary="The process's own loops are running",
+    operation_id="healthz",
+    response_model=Liveness,
+    responses={503: {"model": Liveness, "description": "A loop of the process has stopped"}},
+)
 async def healthz(request: Request) -> JSONResponse:
     results = await _run_checks(getattr(request.app.state, "liveness_checks", {}))
     alive = all(results.values())
@@ -64,7 +81,13 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if alive else 503)
 
 
-@router.get("/readyz", summary="Every dependency answers")
+@router.get(
+    "/readyz",
+    summary="Every dependency answers",
+    operation_id="readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     results = await _run_checks(request.app.state.readiness_checks)
     ready = all(results.values())

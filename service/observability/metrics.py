@@ -169,6 +169,13 @@ HTTP_DURATION = Histogram(
     buckets=_HTTP_BUCKETS,
 )
 
+HTTP_RATE_LIMITED = Counter(
+    "ferry_http_rate_limited",
+    "HTTP requests refused with 429 because their API key used up its rate limit, by route "
+    "template (never by key or project).",
+    ["route"],
+)
+
 
 def record_status_event(event: Mapping[str, Any]) -> None:
     """Count a published event if it is a status change (the relay calls this per event)."""

@@ -17,6 +17,7 @@ from service.api.dependencies import Services
 from service.api.exports import export_link
 from service.api.keys import ApiKeys
 from service.api.links import UnsignableKeyError, report_links, signed_link
+from service.api.ratelimit import RateLimiter
 from service.api.read_model import REPORT_NAMES, ReadModel
 from service.api.status_feed import apply_status_event
 from service.config import Settings
@@ -58,7 +59,11 @@ def encoded(data: dict[str, Any]) -> bytes:
 @pytest.fixture(scope="module")
 def services(settings: Settings, database: Database, store: ObjectStore) -> Services:
     return Services(
-        settings=settings, read_model=ReadModel(database), keys=ApiKeys(database), store=store
+        settings=settings,
+        read_model=ReadModel(database),
+        keys=ApiKeys(database),
+        store=store,
+        limiter=RateLimiter(rate=0, burst=1),  # links only: no request is limited here
     )
 
 

@@ -13,15 +13,20 @@ from service.config import KafkaSettings
 
 
 async def publish(
-    settings: KafkaSettings, values: list[bytes | dict[str, Any]], *, key: bytes | None = None
+    settings: KafkaSettings,
+    values: list[bytes | dict[str, Any]],
+    *,
+    key: bytes | None = None,
+    topic: str | None = None,
 ) -> None:
-    """Publish in order (same key: same partition, so they are consumed in this order)."""
+    """Publish in order (same key: same partition, so they are consumed in this order), to the
+    requests topic unless another is named."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
         for value in values:
             raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-            await producer.send_and_wait(settings.requests_topic, raw, key=key)
+            await producer.send_and_wait(topic or settings.requests_topic, raw, key=key)
     finally:
         await producer.stop()
 

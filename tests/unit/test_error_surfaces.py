@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import FastAPI, Query
 from fastapi.testclient import TestClient
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from service.api import envelope
-from service.errors import NotFoundError, UnauthorizedError
+from service.errors import NotFoundError, RateLimitedError, UnauthorizedError
 
 
 def app() -> FastAPI:
@@ -33,6 +34,18 @@ def app() -> FastAPI:
         @application.get(f"{prefix}/broken")
         async def broken() -> None:
             raise RuntimeError("boom")
+
+        @application.get(f"{prefix}/busy")
+        async def busy() -> None:
+            raise RateLimitedError(retry_after=7)
+
+        @application.get(f"{prefix}/database-down")
+        async def database_down() -> None:
+            raise ServerSelectionTimeoutError("No servers found yet, Timeout: 10.0s")
+
+        @application.get(f"{prefix}/database-refuses")
+        async def database_refuses() -> None:
+            raise OperationFailure("unknown operator: $bogus", code=2)
 
     return application
 
@@ -73,3 +86,43 @@ def test_v1_errors_keep_hookbridges_envelope() -> None:
         body = response.json()
         assert body["error"]["code"] == code
         assert body["meta"]["request_id"].startswith("req_")
+
+
+def test_rate_limits_and_outages_say_when_to_retry_in_each_shape() -> None:
+    client = TestClient(app(), raise_server_exceptions=False)
+    for path, status, code, retry_after in [
+        ("/v1/busy", 429, "RATE_LIMITED", "7"),
+        ("/v1/database-down", 503, "SERVICE_UNAVAILABLE", "5"),
+        ("/v3/busy", 429, "too_many_requests", "7"),
+        ("/v3/database-down", 503, "service_unavailable", "5"),
+    ]:
+        response = client.get(path)
+        assert response.status_code == status, path
+        assert response.headers["retry-after"] == retry_after, path
+        assert response.headers["x-request-id"].startswith("req_"), path
+        body = response.json()
+        error = body["error"] if path.startswith("/v1") else body
+        assert error["code"] == code, path
+        assert "Timeout" not in error["message"]  # the driver's words stay in the log
+
+
+def test_a_database_error_that_is_no_outage_is_a_500_without_retry_after() -> None:
+    client = TestClient(app(), raise_server_exceptions=False)
+    response = client.get("/v1/database-refuses")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "INTERNAL_ERROR"
+    assert "retry-after" not in response.headers
+
+
+def test_an_undeclared_method_answers_405_with_allow_in_each_shape() -> None:
+    client = TestClient(app(), raise_server_exceptions=False)
+    for path, code in [
+        ("/v1/missing", "METHOD_NOT_ALLOWED"),
+        ("/v3/missing", "method_not_allowed"),
+    ]:
+        for method in ("POST", "DELETE", "TRACE", "OPTIONS"):
+            response = client.request(method, path)
+            assert response.status_code == 405, (method, path)
+            assert response.headers["allow"] == "GET", (method, path)
+            body = response.json()
+            assert (body["error"] if path.startswith("/v1") else body)["code"] == code
