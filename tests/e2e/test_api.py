@@ -149,7 +149,11 @@ async def test_status_events_come_in_order_with_strictly_increasing_versions(
         until=lambda records: any(e["data"]["status"] == "completed" for e in of_job(records)),
     )
     events = of_job(records)
-    assert [e["data"]["version"] for e in events] == list(range(1, final["version"] + 1))
+    versions = [e["data"]["version"] for e in events]
+    # Strictly increasing, from the first to the last; a gap can only be a progress event the
+    # relay dropped because a later one superseded it (every status change is checked below).
+    assert versions == sorted(set(versions))
+    assert (versions[0], versions[-1]) == (1, final["version"])
     changes = [e for e in events if e["type"] == JOB_STATUS_CHANGED]
     assert [(e["data"]["previous_status"], e["data"]["status"]) for e in changes] == [
         (None, "pending"),

@@ -68,10 +68,17 @@ async def finished_import(
 def in_status(view: dict[str, Any], status: str, process_id: int) -> dict[str, Any]:
     """`view` as another job in `status`, as the outbox would publish it."""
     unfinished = {"completed_at": None, "expires_at": None, "file_sha256": None}
+    job_id = str(uuid.uuid4())
+    # The API serves a job's reports only at the keys Ferry writes them to, for that job.
+    reports = {
+        name: {**report, "key": files.report_key(view["project_id"], job_id, name)}
+        for name, report in (view.get("reports") or {}).items()
+    }
     return {
         **view,
         **(unfinished if status != "expired" else {}),
-        "id": str(uuid.uuid4()),
+        "reports": reports or view.get("reports"),
+        "id": job_id,
         "process_id": process_id,
         "status": status,
         "version": 1,
