@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import structlog
 from pydantic import ValidationError
-from pymongo import DESCENDING, IndexModel
+from pymongo import DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from service.clock import utcnow
 from service.datasets.base import describe_validation_error
@@ -36,6 +37,7 @@ READ_MODEL_COLLECTION = "job_views"
 _FINISHED = frozenset({"completed", "failed", "expired", "cancelled"})
 # Every report an import may write.
 REPORT_NAMES = frozenset({*BREVO_CATEGORIES, REJECTED_ROWS})
+_DUPLICATE_KEY = 11000
 _REASON_CHARS = 300  # a refused event's reason echoes its content: keep the log line short
 
 
@@ -82,20 +84,51 @@ class ReadModel:
     async def apply(self, view: dict[str, Any]) -> bool:
         """Store `view` (a job as the API shows it) unless a newer version is already stored,
         or it is not a job view of the documented form (then it is logged and left out)."""
-        reason = refusal(view)
-        if reason is not None:
-            log.warning(
-                "read_model.view_refused",
-                job_id=str(view.get("id"))[:64],
-                reason=reason[:_REASON_CHARS],
+        return await self.apply_many([view]) == 1
+
+    async def apply_many(self, views: Sequence[dict[str, Any]]) -> int:
+        """`apply` for a batch, in one bulk write: of several views of one job only the newest
+        is written. Returns how many views were stored."""
+        newest: dict[str, dict[str, Any]] = {}
+        for view in views:
+            reason = refusal(view)
+            if reason is not None:
+                log.warning(
+                    "read_model.view_refused",
+                    job_id=str(view.get("id"))[:64],
+                    reason=reason[:_REASON_CHARS],
+                )
+                continue
+            kept = newest.get(view["id"])
+            if kept is None or int(view["version"]) > int(kept["version"]):
+                newest[view["id"]] = view
+        if not newest:
+            return 0
+        writes = [
+            UpdateOne(
+                {"_id": view["id"], "version": {"$lt": int(view["version"])}},
+                {"$set": self._document(view)},
+                upsert=True,
             )
-            return False
-        version = int(view["version"])
+            for view in newest.values()
+        ]
+        try:
+            await self._views.bulk_write(writes, ordered=False)
+        except BulkWriteError as exc:
+            # A duplicate key: this version or a newer one is already there. Anything else is
+            # trouble worth redelivering the batch over.
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != _DUPLICATE_KEY for error in errors):
+                raise
+            return len(newest) - len(errors)
+        return len(newest)
+
+    def _document(self, view: dict[str, Any]) -> dict[str, Any]:
         document = {
             "project_id": view["project_id"],
             "kind": view["kind"],
             "status": view["status"],
-            "version": version,
+            "version": int(view["version"]),
             "created_at": datetime.fromisoformat(view["created_at"]),
             "view": view,
         }
@@ -104,13 +137,7 @@ class ReadModel:
         if view["status"] in _FINISHED:
             ended = view.get("expires_at") or view.get("completed_at") or view["created_at"]
             document["purge_at"] = datetime.fromisoformat(ended) + self._record_retention
-        try:
-            await self._views.update_one(
-                {"_id": view["id"], "version": {"$lt": version}}, {"$set": document}, upsert=True
-            )
-        except DuplicateKeyError:
-            return False  # this version or a newer one is already there
-        return True
+        return document
 
     async def get(self, project_id: str, kind: str, job_id: str) -> dict[str, Any] | None:
         document = await self._views.find_one(

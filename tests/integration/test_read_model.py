@@ -38,6 +38,26 @@ async def test_only_newer_versions_are_applied(database: Database) -> None:
     assert await model.get("other-project", "export", job) is None
 
 
+async def test_a_batch_stores_each_jobs_newest_view_once(database: Database) -> None:
+    model = ReadModel(database)
+    await model.ensure_indexes()
+    project, created = f"p{uuid.uuid4().hex[:6]}", "2025-12-01T00:00:00Z"
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    assert await model.apply(view(second, project, 5, "completed", created))
+    batch = [
+        view(first, project, 1, "pending", created),
+        view(first, project, 3, "completed", created),
+        view(first, project, 2, "processing", created),  # late within the batch
+        view(second, project, 4, "processing", created),  # older than what is stored
+        {"id": "not a job"},  # refused, logged, and holds nothing up
+    ]
+    assert await model.apply_many(batch) == 1
+    for job_id, expected in ((first, ("completed", 3)), (second, ("completed", 5))):
+        stored = await model.get(project, "export", job_id)
+        assert stored is not None
+        assert (stored["status"], stored["version"]) == expected
+
+
 async def test_pages_are_newest_first_and_cover_everything_once(database: Database) -> None:
     model = ReadModel(database)
     project = f"p{uuid.uuid4().hex[:6]}"
