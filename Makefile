@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chaos schemas bench bench-import bench-webhooks clean
+.PHONY: run test lint typecheck pytest chaos schemas bench bench-import bench-webhooks bench-relay clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -39,6 +39,9 @@ bench-import: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python bench/webhooks.py
+
+bench-relay: $(STAMP)
+	$(BIN)/python bench/relay.py
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ferry needs Python 3.11 or newer; set PYTHON=python3.11")'
