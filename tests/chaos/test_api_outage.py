@@ -78,7 +78,7 @@ async def test_a_frozen_database_answers_503_with_retry_after(
                 assert code in {"SERVICE_UNAVAILABLE", "service_unavailable"}, body
             assert readiness.status_code == httpx.codes.SERVICE_UNAVAILABLE
             record(
-                "8 database outage under the API",
+                "9 database outage under the API",
                 f"503 + Retry-After while frozen (timeout {DB_TIMEOUT_SECONDS}s), slowest",
                 f"{max(waited):.2f}s",
             )
