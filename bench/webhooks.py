@@ -38,6 +38,7 @@ from standardwebhooks import Webhook
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from service.api.keys import ApiKeys  # noqa: E402
 from service.clock import as_utc, rfc3339, utcnow  # noqa: E402
 from service.config import DEV_SECRET_ENCRYPTION_KEY, Settings, settings_from_env  # noqa: E402
 from service.database import Database, connect  # noqa: E402
@@ -145,6 +146,32 @@ def report(name: str, received: list[Received], started: float, *, target: bool)
 
 
 _API_LAG = "ferry_status_consumer_lag_seconds_bucket"
+
+
+async def api_following(settings: Settings, database: Database, url: str) -> None:
+    """Wait until the API's consumer has joined its group and applies events (a group join
+    takes seconds on the embedded broker): a warm-up event, polled for through the API."""
+    project = f"warm{uuid.uuid4().hex[:6]}"
+    key = await ApiKeys(database).create(project)
+    event = status_event(a_job(project))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.kafka.status_topic, encoded(event), key=event["subject"].encode()
+        )
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 120
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        while time.monotonic() < deadline:
+            answer = await http.get(
+                f"/v1/exports/{event['subject']}", headers={"Authorization": f"Bearer {key}"}
+            )
+            if answer.status_code == httpx.codes.OK:
+                return
+            await asyncio.sleep(0.2)
+    raise SystemExit("the API never showed the warm-up event")
 
 
 async def api_lag_buckets(url: str) -> dict[float, float]:
@@ -260,6 +287,7 @@ async def main(jobs: int, burst: int) -> None:
             for process in [*processes, dispatcher, api]:
                 process.start()
             await_log_line(dispatcher, "webhooks.started", timeout=120)
+            await api_following(settings, database, api.url)
             secrets: dict[str, str] = {}
             with Receiver(check=verifier(secrets)) as receiver:
                 before = await api_lag_buckets(api.url)
