@@ -1,25 +1,23 @@
 """Feeds the read model from the status topic (consumer group shared by all API replicas).
 
 In batches, as the webhook dispatcher consumes the same topic: one bulk write and one offset
-commit for up to `_MAX_BATCH` events, instead of a write and a commit per event, which kept the
-API seconds behind the ledger when 200 jobs changed at once.
+commit per batch, instead of a write and a commit per event, which kept the API seconds behind
+the ledger when 200 jobs changed at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from service.api.read_model import ReadModel
 from service.config import KafkaSettings
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.events.kafka import subscribe_batches
 from service.observability.metrics import observe_status_lag
 
 if TYPE_CHECKING:
@@ -28,13 +26,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _VIEW_EVENTS = frozenset({JOB_STATUS_CHANGED, JOB_UPDATED})
-# A failing batch (database away) is redelivered; this pause keeps that from spinning.
-_REDELIVERY_PAUSE_SECONDS = 1.0
-_MAX_BATCH = 500
-_BATCH_TIMEOUT_MS = 25
-# The embedded broker holds a fetch this long when records are spread over partitions (real
-# Kafka answers as soon as one arrives); the default 500 ms would be most of the API's lag.
-_FETCH_MAX_WAIT_MS = 100
 
 
 def _view_of(payload: bytes) -> tuple[dict[str, Any], str | None] | None:
@@ -73,35 +64,14 @@ async def apply_status_event(read_model: ReadModel, payload: bytes) -> bool:
 def subscribe_status_feed(
     broker: KafkaBroker, settings: KafkaSettings, read_model: ReadModel
 ) -> BatchSubscriber:
-    subscriber = broker.subscriber(
+    async def apply(values: list[bytes]) -> None:
+        await apply_status_events(read_model, values)
+
+    return subscribe_batches(
+        broker,
         settings.status_topic,
         group_id=settings.read_model_group,
-        # Commit only once the batch is stored; on error rewind and redeliver.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        batch=True,
-        max_records=_MAX_BATCH,
-        batch_timeout_ms=_BATCH_TIMEOUT_MS,
-        fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
+        handle=apply,
         title="ferry.status (read model)",
         description="Job status events applied to the API's read model by version.",
     )
-
-    @subscriber
-    async def on_status(message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records = raw if isinstance(raw, tuple) else (raw,)
-        try:
-            await apply_status_events(read_model, [record.value or b"" for record in records])
-        except Exception:
-            first = records[0]
-            log.exception(
-                "status_feed.redelivery",
-                records=len(records),
-                partition=first.partition,
-                offset=first.offset,
-            )
-            await asyncio.sleep(_REDELIVERY_PAUSE_SECONDS)
-            raise
-
-    return subscriber

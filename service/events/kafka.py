@@ -24,7 +24,7 @@ from service.observability.tracing import kafka_tracing_middlewares
 
 if TYPE_CHECKING:
     from aiokafka import ConsumerRecord
-    from faststream.kafka.subscriber.usecase import DefaultSubscriber
+    from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscriber
 
     from service.events.intake import RequestIntake
 
@@ -117,6 +117,68 @@ def subscribe_records(
             await handle(record)
         except Exception:
             log.exception("kafka.redelivery", topic=raw.topic, offset=raw.offset)
+            await asyncio.sleep(REDELIVERY_PAUSE_SECONDS)
+            raise
+
+    return subscriber
+
+
+# Handles a batch of record values; raises only for trouble worth redelivering the batch over.
+BatchHandler = Callable[[list[bytes]], Awaitable[object]]
+
+_MAX_BATCH = 500
+_BATCH_TIMEOUT_MS = 25
+_FETCH_MAX_WAIT_MS = 100
+
+
+def subscribe_batches(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    handle: BatchHandler,
+    title: str,
+    description: str,
+) -> BatchSubscriber:
+    """A consumer-group subscription handing batches of record values to `handle`: one call
+    and one offset commit for up to `_MAX_BATCH` records (per record, a consumer that writes
+    to the database tops out at a few dozen records a second).
+
+    The offset is committed only after `handle` returns; on an exception the batch comes
+    again after a pause. An idle consumer looks again every ~2 x `_BATCH_TIMEOUT_MS`. The
+    broker may hold a fetch with no new data `_FETCH_MAX_WAIT_MS`: real Kafka answers as soon
+    as a record arrives, but the embedded broker, with records on several partitions, held
+    fetches that long (~200 ms of every consumer's lag at the default 500).
+    """
+    subscriber = broker.subscriber(
+        topic,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # A new group starts from what the topic still holds.
+        auto_offset_reset="earliest",
+        batch=True,
+        max_records=_MAX_BATCH,
+        batch_timeout_ms=_BATCH_TIMEOUT_MS,
+        fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,
+        title=title,
+        description=description,
+    )
+
+    @subscriber
+    async def on_batch(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        try:
+            await handle([record.value or b"" for record in records])
+        except Exception:
+            first = records[0]
+            log.exception(
+                "kafka.batch_redelivery",
+                topic=first.topic,
+                records=len(records),
+                partition=first.partition,
+                offset=first.offset,
+            )
             await asyncio.sleep(REDELIVERY_PAUSE_SECONDS)
             raise
 
