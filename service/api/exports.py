@@ -17,7 +17,7 @@ from service.api.dependencies import ProjectDep, Services, ServicesDep
 from service.api.envelope import ErrorEnvelope, Meta, PageMeta, envelope
 from service.api.links import SignedLink, file_expiry, signed_link
 from service.api.read_model import CURSOR_PATTERN
-from service.api.surfaces import documented_errors
+from service.api.surfaces import documented_errors, links_from_first_item
 from service.api.waiting import with_waiting_info
 from service.clock import utcnow
 from service.errors import ExportExpiredError, ExportNotReadyError, NotFoundError
@@ -32,12 +32,9 @@ _NOT_FOUND = "NOT_FOUND: no such export in the key's project"
 _LIST_ERRORS = documented_errors(ErrorEnvelope, {400: _INVALID})
 _ERRORS = documented_errors(ErrorEnvelope, {400: _INVALID, 404: _NOT_FOUND})
 # The first export of a page leads to its details and its file (schemathesis follows these).
-_TO_EXPORT = {
-    "links": {
-        link: {"operationId": operation, "parameters": {"export_id": "$response.body#/data/0/id"}}
-        for link, operation in (("GetExport", "getExport"), ("DownloadExport", "downloadExport"))
-    }
-}
+_TO_EXPORT = links_from_first_item(
+    "/data/0/id", "export_id", {"GetExport": "getExport", "DownloadExport": "downloadExport"}
+)
 
 
 class ExportEnvelope(BaseModel):

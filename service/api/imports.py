@@ -16,7 +16,7 @@ from service.api.dependencies import ProjectDep, Services, ServicesDep
 from service.api.envelope import ErrorEnvelope, Meta, PageMeta, envelope
 from service.api.links import report_links
 from service.api.read_model import CURSOR_PATTERN
-from service.api.surfaces import documented_errors
+from service.api.surfaces import documented_errors, links_from_first_item
 from service.api.waiting import with_waiting_info
 from service.errors import NotFoundError
 from service.jobs.status import JobStatus
@@ -30,14 +30,7 @@ _ERRORS = documented_errors(
     ErrorEnvelope, {400: _INVALID, 404: "NOT_FOUND: no such import in the key's project"}
 )
 # The first import of a page leads to its details (schemathesis follows this).
-_TO_IMPORT = {
-    "links": {
-        "GetImport": {
-            "operationId": "getImport",
-            "parameters": {"import_id": "$response.body#/data/0/id"},
-        }
-    }
-}
+_TO_IMPORT = links_from_first_item("/data/0/id", "import_id", {"GetImport": "getImport"})
 
 
 class ReportLink(BaseModel):

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from service.api.dependencies import Services, ServicesDep, authenticate
 from service.api.exports import export_link
 from service.api.links import report_links
-from service.api.surfaces import BrevoError, documented_errors
+from service.api.surfaces import BrevoError, documented_errors, links_from_first_item
 from service.datasets import get_dataset
 from service.errors import InvalidRequestError, NotFoundError
 from service.imports.model import BREVO_CATEGORIES
@@ -34,14 +34,7 @@ _ERRORS = documented_errors(
     BrevoError, {400: _INVALID, 404: "document_not_found: no such process in the key's account"}
 )
 # The first process of a page leads to its details (schemathesis follows this).
-_TO_PROCESS = {
-    "links": {
-        "GetProcess": {
-            "operationId": "getProcess",
-            "parameters": {"processId": "$response.body#/processes/0/id"},
-        }
-    }
-}
+_TO_PROCESS = links_from_first_item("/processes/0/id", "processId", {"GetProcess": "getProcess"})
 _MAX_LIMIT = 50
 _MAX_ID = 2**63 - 1  # Brevo's ids are int64, and so are MongoDB's integers
 # MongoDB takes skip and skip + limit as int64s; a larger offset cannot reach the database.

@@ -108,3 +108,18 @@ def documented_errors(
     for status, response in _EVERY_OPERATION.items():
         responses[status] = {"model": model, **response}
     return dict(sorted(responses.items(), key=lambda item: str(item[0])))
+
+
+def links_from_first_item(
+    pointer: str, parameter: str, operations: Mapping[str, str]
+) -> dict[str, Any]:
+    """An OpenAPI 200 response whose first listed item (`pointer` into the body) leads to the
+    operations (link name -> operation id) taking its id as `parameter`; schemathesis's
+    stateful phase follows these to real jobs."""
+    value = f"$response.body#{pointer}"
+    return {
+        "links": {
+            link: {"operationId": operation, "parameters": {parameter: value}}
+            for link, operation in operations.items()
+        }
+    }
