@@ -45,11 +45,10 @@ def _figures_in_the_report(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "teardown":
-        FIGURES.extend(
-            (str(figure[0]), str(figure[1]), str(figure[2]))
-            for name, figure in report.user_properties
-            if name == _FIGURE
-        )
+        for name, figure in report.user_properties:
+            if name == _FIGURE and isinstance(figure, tuple | list):  # a list once it travelled
+                scenario, label, value = figure
+                FIGURES.append((str(scenario), str(label), str(value)))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
