@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from bisect import bisect_left
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from itertools import accumulate
 
 from service.imports.duplicates import DuplicateFinder
 from service.imports.errors import FileTooLargeError, InvalidFileError
 from service.imports.header import Header, parse_header
-from service.imports.reader import CsvRecords, Record
+from service.imports.reader import CsvRecords
 from service.imports.text import decoded
-from service.imports.validation import ContactRow, Rejection, validate
+from service.imports.validation import ContactRow, Rejection, validate_group
 
 # What a record costs in memory beyond its text, per field kept (the list's pointer and a small
 # string object) and per row (the record, the row and their dicts): the batch's size estimate.
@@ -86,8 +88,8 @@ def scan(
     records = CsvRecords(decoded(metered, encoding))
     _header(records)
     rows = 0
-    for _ in records:
-        rows += 1
+    for group in records.groups(counted_only=True):
+        rows += len(group)
         if rows > max_rows:
             raise FileTooLargeError(
                 f"the file has more than the limit of {max_rows} rows (FERRY_IMPORTS__MAX_ROWS)"
@@ -127,51 +129,37 @@ class ContactFile:
         with the row that takes it past `max_bytes`."""
         duplicates = DuplicateFinder()
         batch = Batch()
-        for record in self._records:
-            outcome = self._row(record)
-            batch.footprint += footprint(outcome)
-            if isinstance(outcome, Rejection):
-                batch.rejections.append(outcome)
-            else:
-                earlier = duplicates.earlier(outcome.identifiers)
-                if earlier is None:
-                    duplicates.accept(outcome.identifiers, outcome.line)
-                    batch.rows.append(outcome)
+        header, limit = self.header, self._max_field_chars
+        for group in self._records.groups():
+            outcomes = duplicates.sift(validate_group(group, header, max_field_chars=limit))
+            sizes = list(map(footprint, outcomes))
+            start = 0
+            while start < len(outcomes):
+                # As many as the batch takes, by rows and by bytes: through the row that
+                # takes it to `size` rows or past `max_bytes`.
+                room = size - len(batch)
+                stop = start + room
+                ends = list(accumulate(sizes[start:stop], initial=batch.footprint))
+                over = bisect_left(ends, max_bytes, lo=1)
+                full = over < len(ends)
+                if full:
+                    stop = start + over
+                    batch.footprint = ends[over]
                 else:
-                    name, line = earlier
-                    batch.rejections.append(
-                        Rejection(
-                            outcome.line,
-                            f"duplicate_{name}",
-                            f"{name.upper()} {outcome.identifiers[name]} is already on line {line}",
-                            outcome.fields,
-                            outcome.raw,
-                        )
-                    )
-            if len(batch) >= size or batch.footprint >= max_bytes:
-                batch.bytes_read = self._metered.count
-                yield batch
-                batch = Batch()
+                    batch.footprint = ends[-1]
+                    stop = min(stop, len(outcomes))
+                for outcome in outcomes[start:stop]:
+                    if type(outcome) is ContactRow:
+                        batch.rows.append(outcome)
+                    else:
+                        batch.rejections.append(outcome)  # type: ignore[arg-type]
+                start = stop
+                if full or len(batch) >= size:
+                    batch.bytes_read = self._metered.count
+                    yield batch
+                    batch = Batch()
         batch.bytes_read = self._metered.count
         yield batch
-
-    def _row(self, record: Record) -> ContactRow | Rejection:
-        if record.fields is None:
-            return Rejection(
-                record.line, "malformed_row", f"the row cannot be read: {record.error}", None,
-                record.raw,
-            )  # fmt: skip
-        outcome = validate(
-            record.line,
-            record.fields,
-            record.raw,
-            self.header,
-            max_field_chars=self._max_field_chars,
-        )
-        if isinstance(outcome, Rejection) and outcome.category is None:
-            # Only category reports repeat the fields; rejected_rows has the row's text.
-            outcome = replace(outcome, fields=None)
-        return outcome
 
 
 def footprint(outcome: ContactRow | Rejection) -> int:
