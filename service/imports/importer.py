@@ -93,7 +93,7 @@ class Importer:
                     stop=stop,
                 ),
             )
-            counts, reports = await self._import(job, context, source, options)
+            counts, reports = await self._import(job, context, source, options, summary.rows)
         finally:
             await asyncio.shield(self._sources.release(located))
         return ImportResult(
@@ -105,7 +105,12 @@ class Importer:
         )
 
     async def _import(
-        self, job: Job, context: JobContext, source: StoredObject, options: ImportOptions
+        self,
+        job: Job,
+        context: JobContext,
+        source: StoredObject,
+        options: ImportOptions,
+        rows: int,
     ) -> tuple[ImportCounts, dict[str, Any]]:
         stop = threading.Event()
         contact_file = await _on_thread(
@@ -115,6 +120,7 @@ class Importer:
                 encoding=options.encoding,
                 max_field_chars=self._settings.max_field_chars,
                 stop=stop,
+                expected_rows=rows,
             ),
         )
         reports = Reports(

@@ -118,8 +118,10 @@ class ContactFile:
         encoding: str | None,
         max_field_chars: int,
         stop: threading.Event | None = None,
+        expected_rows: int = 0,
     ) -> None:
         self._metered = Metered(chunks, stop=stop)
+        self._expected_rows = expected_rows  # the scan's count: the duplicate table's size
         self._records = CsvRecords(decoded(self._metered, encoding))
         self.header: Header = _header(self._records)
         self._max_field_chars = max_field_chars
@@ -127,12 +129,17 @@ class ContactFile:
     def batches(self, size: int, max_bytes: int) -> Generator[Batch, None, None]:
         """Batches of at most `size` rows, and of about `max_bytes` in memory: a batch ends
         with the row that takes it past `max_bytes`."""
-        duplicates = DuplicateFinder()
+        duplicates = DuplicateFinder(self._expected_rows)
         batch = Batch()
         header, limit = self.header, self._max_field_chars
+        only = header.identifiers[0][1] if len(header.identifiers) == 1 else None
         for group in self._records.groups():
-            outcomes = duplicates.sift(validate_group(group, header, max_field_chars=limit))
-            sizes = list(map(footprint, outcomes))
+            valid = validate_group(group, header, max_field_chars=limit)
+            outcomes = duplicates.sift(valid, only=only)
+            sizes = [
+                ROW_BYTES + len(outcome.raw) + FIELD_BYTES * len(outcome.fields or ())
+                for outcome in outcomes
+            ]  # footprint(), written out
             start = 0
             while start < len(outcomes):
                 # As many as the batch takes, by rows and by bytes: through the row that
