@@ -10,7 +10,7 @@ surrounding spaces trimmed; a blank cell is None.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -50,7 +50,10 @@ class ContactRow(NamedTuple):
     line: int
     identifiers: dict[str, str]  # field -> normalised value, only those given
     attributes: dict[str, str | None]  # name -> value, None for a blank cell
-    fields: list[str]
+    # A tuple once validated: a row of strings, dicts of strings and tuples is dropped from the
+    # garbage collector's tracking, so that rows waiting in a batch cost it nothing (a list
+    # would keep them tracked, and each full collection would walk every row in memory).
+    fields: Sequence[str]
     raw: str
 
 
@@ -59,7 +62,7 @@ class Rejection:
     line: int
     reason: str
     message: str
-    fields: list[str] | None
+    fields: Sequence[str] | None
     raw: str
 
     @property
@@ -162,7 +165,7 @@ def validate_group(group: Group, header: Header, *, max_field_chars: int) -> lis
     identifiers, failures = _identifiers(fields, header)
     attributes = _attributes(fields, header)
     made: list[Outcome] = list(
-        map(_new_row, zip(lines, identifiers, attributes, fields, raws, strict=True))
+        map(_new_row, zip(lines, identifiers, attributes, map(tuple, fields), raws, strict=True))
     )
     for index, (reason, message) in failures.items():
         keep = fields[index] if reason in CATEGORIES else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from unittest import mock
@@ -139,14 +139,18 @@ def fast(chunks: list[bytes], encoding: str | None, max_field_chars: int) -> lis
             if isinstance(outcome, ContactRow):
                 made.append(
                     (outcome.line, "accepted", "", outcome.identifiers, outcome.attributes,
-                     outcome.fields, outcome.raw)
+                     _listed(outcome.fields), outcome.raw)
                 )  # fmt: skip
             else:
                 made.append(
-                    (outcome.line, outcome.reason, outcome.message, None, None, outcome.fields,
-                     outcome.raw)
+                    (outcome.line, outcome.reason, outcome.message, None, None,
+                     _listed(outcome.fields), outcome.raw)
                 )  # fmt: skip
     return made
+
+
+def _listed(fields: Sequence[str] | None) -> list[str] | None:
+    return None if fields is None else list(fields)
 
 
 def _line(outcome: Made) -> int:
