@@ -260,18 +260,23 @@ class CsvRecords:
             start = end
 
     def _grow_carry(self, group: Group, bodies: list[str], sep: str, start: int) -> int:
-        """Parse the carried record with the lines after it that keep it within bounds. If it
-        is still open, the next line is its: taking it past a bound fails the file."""
+        """Parse the carried record with the lines after it that keep it within bounds (about
+        a block of them). If it is still open, the next line is its: taking it past a bound
+        fails the file; otherwise the record grows in the next round."""
         delimiter, gap = self.delimiter, len(sep)
         chars, fields = self._carry_chars, self._carry_fields
         stop, count = start, len(bodies)
-        while stop < count:
+        # A block's worth of lines at a time: most records close within it, and the records
+        # after it go back to the block by block path sooner.
+        room = _block_chars()
+        while stop < count and room > 0:
             body = bodies[stop]
             more = body.count(delimiter)
             if chars + len(body) + gap > MAX_RECORD_CHARS or fields + more > MAX_RECORD_FIELDS:
                 break
             chars += len(body) + gap
             fields += more
+            room -= len(body) + gap
             stop += 1
         carried_line = self._carry_line
         lines = self._take_carry() + [body + sep for body in bodies[start:stop]]
