@@ -1,12 +1,15 @@
 """The file, read twice, in bounded memory, on a worker thread (the work is CPU-bound parsing):
 
-1. `scan`: the whole file is decoded and parsed, rows are counted and the bytes hashed, so a file
-   that is too large, not text, or has an unusable header fails before any contact is written.
-2. `ContactFile.batches`: rows again, now validated and checked for duplicates, in batches.
+1. `scan`: the whole file is decoded and parsed (blocks without quotes are only counted), rows are
+   counted and the bytes hashed, so a file that is too large, not text, or has an unusable
+   header fails before any contact is written.
+2. `ContactFile.batches`: rows again, a group at a time: validated column by column, checked for
+   duplicates (the table sized from the scan's count), and cut into batches.
 
-Both read the source chunk by chunk; nothing holds more than a chunk of text, one record (at most
-a MiB of text, see reader.py) and a batch, which is bounded by rows and by its estimated size in
-memory, so that wide or ragged rows make smaller batches. A ragged row's fields are dropped once
+Both read the source chunk by chunk; nothing holds more than a chunk of text and its lines, the
+block being parsed (16 KiB of text, or a record carried across blocks, at most a MiB; see
+reader.py) and a batch, which is bounded by rows and by its estimated size in memory, so that
+wide or ragged rows make smaller batches. A ragged row's fields are dropped once
 it is rejected (its report needs only its text): a line of a million commas is a million fields.
 
 Both stop at the next chunk when their `stop` event is set (the job was cancelled or ran out of
