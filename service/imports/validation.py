@@ -224,7 +224,7 @@ def _identifiers(
     names = [name for _, name in header.identifiers]
     columns: list[list[str | None]] = []
     for column, name in header.identifiers:
-        values = [value.strip() for value in map(itemgetter(column), rows)]
+        values = list(map(str.strip, map(itemgetter(column), rows)))
         normal = _normalised(name, values)
         if None in normal:
             for index, value in enumerate(normal):
@@ -286,8 +286,10 @@ def _attributes(rows: list[list[str]], header: Header) -> list[dict[str, str | N
     if not header.attributes:
         return [{} for _ in rows]
     names = [name for _, name in header.attributes]
-    columns = [
-        [value or None for value in map(str.strip, map(itemgetter(column), rows))]
-        for column, _ in header.attributes
-    ]
+    columns: list[list[str | None]] = []
+    for column, _ in header.attributes:
+        values: list[str | None] = list(map(str.strip, map(itemgetter(column), rows)))
+        if "" in values:  # blank cells are None
+            values = [value or None for value in values]
+        columns.append(values)
     return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))
