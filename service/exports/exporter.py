@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from service.datasets import get_dataset
 from service.datasets.base import Column, Dataset
 from service.exports import files
-from service.exports.arrow_batches import RowBatch, decode_batch, prefetched_raw_batches
+from service.exports.arrow_batches import BatchDecoder, RowBatch, prefetched_raw_batches
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
 from service.exports.object_writer import ObjectWriter
 from service.exports.parquet_writer import ParquetEncoder
@@ -82,9 +82,10 @@ class Exporter:
             .batch_size(self._batch_size)
         )
         codec: CodecOptions[dict[str, Any]] = collection.codec_options
+        decoder = BatchDecoder(columns, dataset.record_model, sort_fields, codec)
 
         def encoded(raw: bytes) -> tuple[RowBatch, bytes]:
-            batch = decode_batch(raw, columns, sort_fields, codec)
+            batch = decoder.decode(raw)
             return batch, encoder.encode(batch)
 
         rows = 0

@@ -5,23 +5,21 @@ onto a small file-like sink here, and each batch's row group leaves as the bytes
 (the footer with the schema and row group index comes from `finish`), so memory holds one batch
 whatever the size of the file.
 
-Column types come from the dataset's record model: `str` is a string, `int` an int64, `float` a
-double, `bool` a boolean, `datetime` a UTC timestamp in milliseconds (BSON's precision), `list[int]`
-a list of int64. Nested attributes are flattened: `attributes.FIRSTNAME` is the column
-`FIRSTNAME`, as in CSV. A field the model does not type (free-form values) is a string column; a
-value of another type there is written as its JSON text (a datetime as RFC 3339), so mixed values
-are never lost. A value that does not fit a typed column (a string where the model says int)
-fails the export, naming the document and the field, rather than writing a null.
+Column types come from the dataset's record model (`arrow_batches.column_type`): `str` is a
+string, `int` an int64, `float` a double, `bool` a boolean, `datetime` a UTC timestamp in
+milliseconds (BSON's precision), `list[int]` a list of int64. Nested attributes are flattened:
+`attributes.FIRSTNAME` is the column `FIRSTNAME`, as in CSV. A field the model does not type
+(free-form values such as attributes) is a string column, where a value of another type is
+written as its JSON text (a datetime as RFC 3339), so mixed values are never lost. A value that
+does not fit a typed column (a string where the model says int) fails the export, naming the
+document and the field, rather than becoming a null.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import types
-import typing
 from collections.abc import Sequence
-from enum import Enum
 from typing import Any
 
 import pyarrow as pa
@@ -30,7 +28,7 @@ from pydantic import BaseModel
 
 from service.datasets.base import Column
 from service.errors import JobFailedError
-from service.exports.arrow_batches import ColumnValues, Kind, RowBatch, kind_of
+from service.exports.arrow_batches import ColumnValues, Kind, RowBatch, column_type, kind_of
 from service.exports.encoders import _json_default
 
 _ACCEPTS: dict[pa.DataType, frozenset[Kind]] = {
@@ -41,13 +39,6 @@ _ACCEPTS: dict[pa.DataType, frozenset[Kind]] = {
     pa.timestamp("ms", tz="UTC"): frozenset({"null", "datetime"}),
     pa.list_(pa.int64()): frozenset({"null", "int_list"}),
     pa.list_(pa.string()): frozenset({"null", "string_list"}),
-}
-_SCALARS: dict[object, pa.DataType] = {
-    str: pa.string(),
-    int: pa.int64(),
-    float: pa.float64(),
-    bool: pa.bool_(),
-    dt.datetime: pa.timestamp("ms", tz="UTC"),
 }
 
 
@@ -77,50 +68,6 @@ class ParquetEncoder:
     def finish(self) -> bytes:
         self._writer.close()
         return self._sink.drain()
-
-
-def column_type(record_model: type[BaseModel], field: str) -> pa.DataType:
-    """The Parquet type of a (possibly dotted) field, from the record model's annotations."""
-    head, _, rest = field.partition(".")
-    annotation = _annotation(record_model, head)
-    if rest:
-        # `attributes.X` of `dict[str, V]`: V; anything deeper or untyped is free-form text.
-        container = _without_none(annotation)
-        if typing.get_origin(container) is not dict or "." in rest:
-            return pa.string()
-        annotation = typing.get_args(container)[-1]
-    return _arrow_type(annotation)
-
-
-def _annotation(record_model: type[BaseModel], name: str) -> object:
-    for field_name, info in record_model.model_fields.items():
-        if name in {field_name, info.alias}:
-            return info.annotation
-    return Any
-
-
-def _without_none(annotation: object) -> object:
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in {typing.Union, types.UnionType}:
-        rest = [arg for arg in args if arg is not type(None)]
-        return rest[0] if len(rest) == 1 else Any
-    return annotation
-
-
-def _arrow_type(annotation: object) -> pa.DataType:
-    annotation = _without_none(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
-        return pa.string()
-    if typing.get_origin(annotation) is typing.Literal:
-        return pa.string()
-    if typing.get_origin(annotation) is list:
-        (item,) = typing.get_args(annotation) or (Any,)
-        if item is int:
-            return pa.list_(pa.int64())
-        if item is str:
-            return pa.list_(pa.string())
-        return pa.string()
-    return _SCALARS.get(annotation, pa.string())
 
 
 def _fitted(column: ColumnValues, target: pa.DataType, ids: list[Any]) -> pa.Array:
