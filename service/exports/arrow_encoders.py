@@ -181,15 +181,16 @@ def _rfc3339(array: pa.Array) -> pa.Array | None:
     if low is not None and (low < _MIN_MICROS or high >= _MAX_MICROS):
         return None
     naive = array.cast(pa.timestamp("us"))
-    minutes = pc.strftime(naive, format="%Y-%m-%dT%H:%M:")
-    seconds = pc.utf8_lpad(pc.cast(pc.second(naive), pa.string()), 2, "0")
+    # Arrow's own cast to text (`2025-12-06 12:00:30`) is several times faster than strftime.
+    seconds = pc.floor_temporal(naive, unit="second").cast(pa.timestamp("s"))
+    text = pc.utf8_replace_slice(seconds.cast(pa.string()), start=10, stop=11, replacement="T")
     milliseconds = pc.millisecond(naive)
     fraction = pc.or_(pc.not_equal(milliseconds, 0), pc.not_equal(pc.microsecond(naive), 0))
-    whole = pc.binary_join_element_wise(minutes, seconds, "Z", "")
+    whole = pc.binary_join_element_wise(text, "Z", "")
     if not pc.any(fraction).as_py():
         return whole
     padded = pc.utf8_lpad(pc.cast(milliseconds, pa.string()), 3, "0")
-    exact = pc.binary_join_element_wise(minutes, seconds, ".", padded, "Z", "")
+    exact = pc.binary_join_element_wise(text, ".", padded, "Z", "")
     return pc.if_else(fraction, exact, whole)
 
 
