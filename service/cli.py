@@ -265,11 +265,11 @@ def submit_export(
     from service.clock import uuid7
     from service.events.submit import export_request, publish_request
 
-    settings = _settings()
     if export_format == "parquet" and gzip:
         raise typer.BadParameter(
             "parquet files are compressed inside (zstd); drop --gzip", param_hint="--gzip"
         )
+    settings = _settings()
     filters = {"start_time": start, "end_time": end, "direction": direction}
     optional = {
         "status": status,
