@@ -389,3 +389,9 @@ def test_json_lines_output_parses_with_the_declared_types() -> None:
     docs = [{"_id": "x", "attempt_count": 3, "created_at": datetime(2025, 1, 1, tzinfo=UTC)}]
     (line,) = arrow_jsonl(docs, MESSAGES.columns, 1).decode().splitlines()
     assert json.loads(line)["attempt_count"] == 3
+
+
+def test_an_empty_parquet_export_is_a_valid_file_with_the_schema() -> None:
+    table = pq.read_table(io.BytesIO(parquet([], MESSAGES.columns, MESSAGES.record_model, 10)))
+    assert table.num_rows == 0
+    assert table.column_names == [column.name for column in MESSAGES.columns]
