@@ -21,7 +21,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from service.datasets import get_dataset
 from service.datasets.base import Column, Dataset
 from service.exports import files
-from service.exports.arrow_batches import BatchDecoder, RowBatch, prefetched_raw_batches
+from service.exports.arrow_batches import (
+    BatchDecoder,
+    RawBatchCursor,
+    RowBatch,
+    prefetched_raw_batches,
+)
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
 from service.exports.object_writer import ObjectWriter
 from service.exports.parquet_writer import ParquetEncoder
@@ -77,7 +82,7 @@ class Exporter:
         # The sort fields come along so that each batch knows where it ends (progress, resume).
         projection = dict.fromkeys((*(column.field for column in columns), *sort_fields), 1)
         cursor = (
-            collection.find_raw_batches(dataset.query(job.project_id, filters), projection)
+            RawBatchCursor(collection, dataset.query(job.project_id, filters), projection)
             .sort(list(dataset.sort))
             .batch_size(self._batch_size)
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,16 +17,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from bson.codec_options import CodecOptions
+from bson.int64 import Int64
 from bson.objectid import ObjectId
+from bson.timestamp import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
+from pymongo.asynchronous.cursor import AsyncRawBatchCursor
+from pymongo.message import _OpMsg
 
 from service.datasets import get_dataset
 from service.datasets.base import Column
 from service.errors import JobFailedError
 from service.exports.arrow_batches import (
     BatchDecoder,
+    RawBatchCursor,
     RowBatch,
     column_type,
     decode_batch,
@@ -395,3 +401,29 @@ def test_an_empty_parquet_export_is_a_valid_file_with_the_schema() -> None:
     table = pq.read_table(io.BytesIO(parquet([], MESSAGES.columns, MESSAGES.record_model, 10)))
     assert table.num_rows == 0
     assert table.column_names == [column.name for column in MESSAGES.columns]
+
+
+@pytest.mark.parametrize("key", ["firstBatch", "nextBatch"])
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_the_raw_batch_cursor_unpacks_replies_as_pymongo_does(key: str, count: int) -> None:
+    documents = [
+        {"_id": f"m-{n}", "n": n, "at": datetime(2025, 1, 1, tzinfo=UTC)} for n in range(count)
+    ]
+    reply = {
+        "cursor": {key: documents, "id": Int64(7), "ns": "db.messages"},
+        "ok": 1.0,
+        "$clusterTime": {"clusterTime": Timestamp(1, 2)},
+    }
+    response = _OpMsg(0, bson.encode(reply))
+    fields = {"cursor": {"firstBatch": 1, "nextBatch": 1}}
+    codec: CodecOptions[Mapping[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
+    ours = RawBatchCursor._unpack_response(
+        object.__new__(RawBatchCursor), response, None, codec, fields
+    )
+    theirs = AsyncRawBatchCursor._unpack_response(
+        object.__new__(AsyncRawBatchCursor), response, None, codec, fields
+    )
+    assert ours == theirs
+    assert ours[0]["cursor"]["id"] == 7
+    batch = ours[0]["cursor"][key]
+    assert bson.decode_all(batch[0], CODEC) == documents if count else batch == []
