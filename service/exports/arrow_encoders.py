@@ -49,6 +49,7 @@ class ArrowCsvEncoder:
     def __init__(self, columns: Sequence[Column], *, escape_formulas: bool) -> None:
         self._plain = CsvEncoder(columns, escape_formulas=escape_formulas)
         self._escape_formulas = escape_formulas
+        self._special = f"{_FORMULA}|{_NEEDS_QUOTES}" if escape_formulas else _NEEDS_QUOTES
         self._single = len(columns) == 1
 
     def header(self) -> bytes:
@@ -75,9 +76,7 @@ class ArrowCsvEncoder:
         if kind == "null":
             return pa.array([""] * len(array), pa.string())
         if kind == "string":
-            if self._escape_formulas:
-                array = pc.replace_substring_regex(array, _FORMULA, r"'\1")
-            return pc.fill_null(_quoted(array), "")
+            return pc.fill_null(self._string_cells(array), "")
         if kind == "int":
             return pc.fill_null(pc.cast(array, pa.string()), "")
         if kind == "bool":
@@ -91,6 +90,14 @@ class ArrowCsvEncoder:
         if joined is None:
             return _quoted(self._plain_cells(column.values))
         return pc.fill_null(_quoted(joined), "")
+
+    def _string_cells(self, array: pa.Array) -> pa.Array:
+        # One pass finds the columns (most of them) that need neither escaping nor quotes.
+        if not pc.any(pc.match_substring_regex(array, self._special)).as_py():
+            return array
+        if self._escape_formulas:
+            array = pc.replace_substring_regex(array, _FORMULA, r"'\1")
+        return _quoted(array)
 
     def _plain_cells(self, values: list[Any]) -> pa.Array:
         # csv.writer writes str() of whatever the plain encoder's cell function returns.
