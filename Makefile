@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chaos schemas bench bench-import bench-webhooks bench-relay clean
+.PHONY: run test lint typecheck pytest chaos schemas bench bench-cpu bench-import bench-webhooks bench-relay clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -35,6 +35,10 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/export.py
+
+# Ferry's own CPU per row (worker process), next to the bare Arrow path: issue 15's figures.
+bench-cpu: $(STAMP)
+	$(BIN)/python bench/cpu.py
 
 bench-import: $(STAMP)
 	$(BIN)/python bench/import.py

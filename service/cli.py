@@ -248,8 +248,10 @@ def submit_export(
     ] = None,
     direction: Annotated[str, typer.Option(help="outbound or inbound.")] = "outbound",
     dataset: Annotated[str, typer.Option(help="Dataset to export.")] = "messages",
-    export_format: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
-    gzip: Annotated[bool, typer.Option(help="Compress the file with gzip.")] = False,
+    export_format: Annotated[str, typer.Option("--format", help="csv, jsonl or parquet.")] = "csv",
+    gzip: Annotated[
+        bool, typer.Option(help="Compress the file with gzip (csv and jsonl only).")
+    ] = False,
     columns: Annotated[str | None, typer.Option(help="Comma-separated subset of columns.")] = None,
     job_id: Annotated[str | None, typer.Option(help="Choose the job id (a UUID).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Repeats make no new job.")] = None,
@@ -263,6 +265,10 @@ def submit_export(
     from service.clock import uuid7
     from service.events.submit import export_request, publish_request
 
+    if export_format == "parquet" and gzip:
+        raise typer.BadParameter(
+            "parquet files are compressed inside (zstd); drop --gzip", param_hint="--gzip"
+        )
     settings = _settings()
     filters = {"start_time": start, "end_time": end, "direction": direction}
     optional = {

@@ -23,9 +23,9 @@ from service.jobs.status import JobStatus
 
 _PROJECT = PROJECT_ID_PATTERN.removeprefix("^").removesuffix("$")
 _JOB = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# exports/{project}/{job}.{csv|jsonl}[.gz] and imports/{project}/{job}/{report}.csv
+# exports/{project}/{job}.{csv|jsonl|parquet}[.gz] and imports/{project}/{job}/{report}.csv
 _SIGNABLE = re.compile(
-    rf"exports/{_PROJECT}/{_JOB}\.(?:csv|jsonl)(?:\.gz)?"
+    rf"exports/{_PROJECT}/{_JOB}\.(?:csv|jsonl|parquet)(?:\.gz)?"
     rf"|imports/{_PROJECT}/{_JOB}/(?:{'|'.join(sorted(REPORT_NAMES))})\.csv"
 )
 

@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    model_validator,
+)
 
 from service.clock import rfc3339
 from service.jobs.model import Compression, ExportFormat
@@ -106,11 +114,25 @@ class ExportRequestedData(JobRequestData):
         description="The dataset's filters; for `messages`: start_time and end_time (required, "
         "RFC 3339), status, endpoint_id, inbound_endpoint_id, direction (outbound|inbound)."
     )
-    format: ExportFormat = "csv"
-    compression: Compression = "none"
+    format: ExportFormat = Field(
+        "csv",
+        description="csv (RFC 4180, UTF-8, CRLF), jsonl (JSON Lines) or parquet (typed columns, "
+        "zstd-compressed inside the file).",
+    )
+    compression: Compression = Field(
+        "none", description="gzip the file (csv and jsonl; Parquet compresses its own pages)."
+    )
     columns: list[str] | None = Field(
         None, min_length=1, description="A subset of the dataset's columns, in the order wanted."
     )
+
+    @model_validator(mode="after")
+    def _compression_fits_format(self) -> ExportRequestedData:
+        if self.format == "parquet" and self.compression != "none":
+            raise ValueError(
+                "parquet files are compressed inside (zstd); use compression 'none' with parquet"
+            )
+        return self
 
 
 class ExportRequested(CloudEvent):

@@ -1,8 +1,9 @@
 """The exporter: a dataset's rows, streamed from MongoDB through an encoder into one object.
 
-The cursor is read in batches, the next batch is fetched while the current one is encoded, and
+The cursor is read in raw BSON batches, the next batch is fetched while the current one is
+decoded and encoded (column-wise, through Arrow: see arrow_batches.py and arrow_encoders.py), and
 bytes leave in multipart parts, so memory does not grow with the export and the event loop is
-never blocked by encoding.
+never blocked by decoding or encoding.
 """
 
 from __future__ import annotations
@@ -10,18 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from pymongo.asynchronous.cursor import AsyncCursor
+from bson.codec_options import CodecOptions
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.datasets import get_dataset
-from service.datasets.base import Document
+from service.datasets.base import Column, Dataset
 from service.exports import files
-from service.exports.encoders import make_encoder
+from service.exports.arrow_batches import (
+    BatchDecoder,
+    RawBatchCursor,
+    RowBatch,
+    prefetched_raw_batches,
+)
+from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
 from service.exports.object_writer import ObjectWriter
+from service.exports.parquet_writer import ParquetEncoder
 from service.jobs.context import JobContext
 from service.jobs.model import ExportResult, Job
 from service.observability.metrics import ROWS
@@ -52,7 +60,9 @@ class Exporter:
         dataset = get_dataset(job.dataset)
         filters = dataset.parse_filters(job.filters)
         columns = dataset.select_columns(job.columns)
-        encoder = make_encoder(job.format, columns, escape_formulas=self._escape_formulas)
+        encoder = make_batch_encoder(
+            job.format, dataset, columns, escape_formulas=self._escape_formulas
+        )
         key = files.object_key(job.project_id, job.id, job.format, job.compression)
         if job.upload_id is not None:
             # A previous attempt died mid-upload: its parts would otherwise linger until the
@@ -67,20 +77,34 @@ class Exporter:
             gzip=job.compression == "gzip",
             on_upload_started=context.record_upload,
         )
+        collection = self._db[dataset.collection]
+        sort_fields = [field for field, _ in dataset.sort]
+        # The sort fields come along so that each batch knows where it ends (progress, resume).
+        projection = dict.fromkeys((*(column.field for column in columns), *sort_fields), 1)
         cursor = (
-            self._db[dataset.collection]
-            .find(dataset.query(job.project_id, filters), {column.field: 1 for column in columns})
+            RawBatchCursor(collection, dataset.query(job.project_id, filters), projection)
             .sort(list(dataset.sort))
             .batch_size(self._batch_size)
         )
+        codec: CodecOptions[dict[str, Any]] = collection.codec_options
+        decoder = BatchDecoder(columns, dataset.record_model, sort_fields, codec)
+
+        def encoded(raw: bytes) -> tuple[RowBatch, bytes]:
+            batch = decoder.decode(raw)
+            return batch, encoder.encode(batch)
+
         rows = 0
         try:
             await writer.write(encoder.header())
-            async for batch in _prefetched_batches(cursor, self._batch_size):
-                await writer.write(await asyncio.to_thread(encoder.encode, batch))
-                rows += len(batch)
-                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(len(batch))
-                await context.progress(rows, dataset.estimate_progress(filters, batch[-1]))
+            async for raw in prefetched_raw_batches(cursor):
+                batch, data = await asyncio.to_thread(encoded, raw)
+                await writer.write(data)
+                rows += batch.row_count
+                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
+                await context.progress(
+                    rows, dataset.estimate_progress(filters, batch.last_document)
+                )
+            await writer.write(await asyncio.to_thread(encoder.finish))
             # The object becomes visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
             written = await writer.close()
@@ -102,16 +126,15 @@ class Exporter:
         )
 
 
-async def _prefetched_batches(
-    cursor: AsyncCursor[dict[str, Any]], size: int
-) -> AsyncIterator[Sequence[Document]]:
-    """Batches of the cursor, the next one already being fetched while the caller works."""
-    upcoming = asyncio.ensure_future(cursor.to_list(size))
-    try:
-        while batch := await upcoming:
-            upcoming = asyncio.ensure_future(cursor.to_list(size))
-            yield batch
-    finally:
-        upcoming.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await upcoming
+def make_batch_encoder(
+    export_format: str,
+    dataset: Dataset[Any],
+    columns: Sequence[Column],
+    *,
+    escape_formulas: bool,
+) -> BatchEncoder:
+    if export_format == "parquet":
+        return ParquetEncoder(columns, dataset.record_model)
+    if export_format == "jsonl":
+        return ArrowJsonLinesEncoder(columns)
+    return ArrowCsvEncoder(columns, escape_formulas=escape_formulas)

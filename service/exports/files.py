@@ -7,6 +7,7 @@ from service.jobs.model import Compression, ExportFormat
 _CONTENT_TYPES: dict[ExportFormat, str] = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
 }
 
 

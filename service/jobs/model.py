@@ -12,7 +12,7 @@ from service.imports.model import ImportOptions, ImportResult, ImportSource
 from service.jobs.status import JobStatus
 
 JobKind = Literal["export", "import"]
-ExportFormat = Literal["csv", "jsonl"]
+ExportFormat = Literal["csv", "jsonl", "parquet"]
 Compression = Literal["none", "gzip"]
 
 
