@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.clock import rfc3339
+from service.clock import rfc3339_seconds
 from service.datasets import get_dataset
 from service.echo import capped, capped_value
 from service.errors import InvalidRequestError
@@ -16,14 +16,24 @@ from service.imports.model import ImportCounts, ImportOptions, ImportResult, Rep
 from service.jobs.model import Compression, ExportFormat, Job, JobKind, LastError, Progress
 from service.jobs.status import JobStatus
 
+# The time range of a job that selects no time range: every job has `filter_start_time` and
+# `filter_end_time` (HookBridge's clients require both), and these bounds say "unbounded".
+OPEN_START = "1970-01-01T00:00:00Z"
+OPEN_END = "9999-12-31T23:59:59Z"
+
 
 class JobView(BaseModel):
     """A job in HookBridge's export shape, plus Ferry's additions (`progress`, `version`, ...).
 
-    Imports have the same shape plus `source`, `options`, `counts` and `reports`, and no filters.
+    Every job of every kind, dataset and state has `filter_start_time` and `filter_end_time`
+    (date-times, as HookBridge's clients require): a message export's time range; a contact
+    export's `modified_since` (or the open start) to the open end; an import's, and a request's
+    whose filters could not be understood, the open range `1970-01-01T00:00:00Z` to
+    `9999-12-31T23:59:59Z`, with what was asked for in `requested_filters`.
+    Imports have the same shape plus `source`, `options`, `counts` and `reports`.
     Each dataset adds its export filters as `filter_<name>` fields (for `messages`:
-    `filter_start_time`, `filter_end_time`, `filter_status`, `filter_endpoint_id`,
-    `filter_inbound_endpoint_id`, and `direction`), so they are allowed as extra properties.
+    `filter_status`, `filter_endpoint_id`, `filter_inbound_endpoint_id`, and `direction`), so
+    they are allowed as extra properties. Timestamps have the seed's form, whole seconds in UTC.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -42,6 +52,17 @@ class JobView(BaseModel):
     compression: Compression
     columns: list[str] | None = None
     idempotency_key: str | None = None
+    filter_start_time: str = Field(
+        OPEN_START, description="Start of the job's time range (RFC 3339; see above)."
+    )
+    filter_end_time: str = Field(
+        OPEN_END, description="End of the job's time range (RFC 3339; see above)."
+    )
+    requested_filters: dict[str, Any] | None = Field(
+        None,
+        description="The filters as requested, when they could not be understood (the job "
+        "failed; `error_code` and `error_message` say why). Capped.",
+    )
     notify_url: str | None = Field(
         None, description="Where the requester asked for this job's status changes (webhooks)."
     )
@@ -119,8 +140,7 @@ def job_view(job: Job) -> dict[str, Any]:
     # Every kind carries the import fields (null on exports), so that a status event's data is
     # exactly what /v1 shows for the job, whose model declares them.
     view.update(_import_fields(job))
-    if job.kind != "import":
-        view.update(_filter_fields(job))
+    view.update(_filter_fields(job) if job.kind != "import" else _OPEN_RANGE)
     result = job.result
     size: int | None = None
     sha256: str | None = None
@@ -142,10 +162,10 @@ def job_view(job: Job) -> dict[str, Any]:
                 else None
             ),
             "cancel_requested_at": (
-                rfc3339(job.cancel_requested_at) if job.cancel_requested_at else None
+                rfc3339_seconds(job.cancel_requested_at) if job.cancel_requested_at else None
             ),
             "next_attempt_at": (
-                rfc3339(job.run_after)
+                rfc3339_seconds(job.run_after)
                 if job.status is JobStatus.PENDING and job.last_error and job.run_after
                 else None
             ),
@@ -153,10 +173,10 @@ def job_view(job: Job) -> dict[str, Any]:
             "queue_position": None,
             "waiting_reason": None,
             "progress": job.progress.model_dump(mode="json"),
-            "created_at": rfc3339(job.created_at),
-            "started_at": rfc3339(job.started_at) if job.started_at else None,
-            "completed_at": rfc3339(job.completed_at) if job.completed_at else None,
-            "expires_at": rfc3339(job.expires_at) if job.expires_at else None,
+            "created_at": rfc3339_seconds(job.created_at),
+            "started_at": rfc3339_seconds(job.started_at) if job.started_at else None,
+            "completed_at": rfc3339_seconds(job.completed_at) if job.completed_at else None,
+            "expires_at": rfc3339_seconds(job.expires_at) if job.expires_at else None,
             "version": job.version,
         }
     )
@@ -186,13 +206,27 @@ def _shown_source(job: Job) -> dict[str, str] | None:
     return job.source.model_dump(exclude_none=True)
 
 
+_OPEN_RANGE: dict[str, Any] = {
+    "filter_start_time": OPEN_START,
+    "filter_end_time": OPEN_END,
+    "requested_filters": None,
+}
+
+
 def _filter_fields(job: Job) -> dict[str, Any]:
     try:
         dataset = get_dataset(job.dataset)
-        return dataset.view_fields(dataset.parse_filters(job.filters))
+        fields = dataset.view_fields(dataset.parse_filters(job.filters))
     except InvalidRequestError:
-        # A job that failed because of its request still shows what was asked for.
+        # A job that failed because of its request still shows what was asked for, but not as
+        # `filter_*` fields: clients read those as typed values ("yesterday" is no date-time).
         # Capped: such a request may hold anything, of any size.
         shown = capped_value(job.filters)
         assert isinstance(shown, dict)  # noqa: S101 - a mapping stays a mapping
-        return {f"filter_{name}": value for name, value in shown.items()}
+        return {**_OPEN_RANGE, "requested_filters": shown}
+    return {
+        **_OPEN_RANGE,
+        **fields,
+        "filter_start_time": fields.get("filter_start_time") or OPEN_START,
+        "filter_end_time": fields.get("filter_end_time") or OPEN_END,
+    }
