@@ -21,7 +21,6 @@ from pymongo import DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from service.clock import utcnow
 from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
 from service.events.contracts import is_valid_project_id
@@ -196,33 +195,6 @@ class ReadModel:
             return views, None
         last = documents[limit - 1]
         return views, _encode_cursor(last["created_at"], str(last["_id"]))
-
-    async def waiting_info(
-        self, view: dict[str, Any], *, max_running_per_project: int
-    ) -> tuple[int, str]:
-        """For a pending job: its place in its project's queue (1 = next) and why it waits."""
-        created_at = datetime.fromisoformat(view["created_at"])
-        project = view["project_id"]
-        ahead = await self._views.count_documents(
-            {
-                "project_id": project,
-                "status": "pending",
-                "$or": [
-                    {"created_at": {"$lt": created_at}},
-                    {"created_at": created_at, "_id": {"$lt": view["id"]}},
-                ],
-            }
-        )
-        running = await self._views.count_documents({"project_id": project, "status": "processing"})
-        next_attempt = view.get("next_attempt_at")
-        if next_attempt and datetime.fromisoformat(next_attempt) > utcnow():
-            code = (view.get("last_error") or {}).get("code", "a transient error")
-            reason = f"retrying after {code} at {next_attempt} (attempt {view['attempt'] + 1})"
-        elif running >= max_running_per_project:
-            reason = f"project limit of {max_running_per_project} running jobs reached"
-        else:
-            reason = "waiting for a free worker"
-        return ahead + 1, reason
 
 
 def refusal(view: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one return per reason

@@ -24,6 +24,7 @@ from service.config import Settings
 from service.database import Database
 from service.events.contracts import JOB_STATUS_CHANGED, make_event
 from service.imports import files as import_files
+from service.jobs.queue import Queue
 from service.jobs.status import JobStatus
 from service.jobs.view import job_view
 from service.storage import ObjectStore
@@ -64,6 +65,7 @@ def services(settings: Settings, database: Database, store: ObjectStore) -> Serv
         keys=ApiKeys(database),
         store=store,
         limiter=RateLimiter(rate=0, burst=1),  # links only: no request is limited here
+        queue=Queue(database, max_running_per_project=2),
     )
 
 
