@@ -16,10 +16,11 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from service.clock import as_utc, rfc3339_seconds, utcnow
+from service.clock import as_utc, utcnow
 from service.jobs.ledger import JOBS_COLLECTION
 from service.jobs.slots import ProjectSlots
 from service.jobs.status import JobStatus
+from service.jobs.view import backoff_reason
 from service.jobs.workers import WorkerPresence
 
 
@@ -53,9 +54,7 @@ class Queue:
         if run_after is not None and as_utc(run_after) > now:
             code = (job.get("last_error") or {}).get("code", "a transient error")
             return Waiting(
-                None,
-                f"retrying after {code} at {rfc3339_seconds(run_after)} "
-                f"(attempt {int(job.get('attempt', 0)) + 1})",
+                None, backoff_reason(code, as_utc(run_after), int(job.get("attempt", 0)))
             )
         project = str(job["project_id"])
         full = await self._slots.full_projects(self._limit, now)

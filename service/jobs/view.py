@@ -3,6 +3,7 @@ webhooks and any other consumer see one shape, built in one place."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -103,10 +104,14 @@ class JobView(BaseModel):
     )
     queue_position: int | None = Field(
         None,
-        description="API only, pending jobs: place among the project's waiting jobs (1 = next).",
+        description="API only, pending jobs: place in the line workers claim from, across "
+        "projects (1 = next); jobs of other projects at their limit and jobs waiting on a retry "
+        "are not ahead. Null while the job itself waits on a retry.",
     )
     waiting_reason: str | None = Field(
-        None, description="API only, for pending jobs: why the job has not started yet."
+        None,
+        description="API only, pending jobs: what holds the job: its retry backoff, its "
+        "project's limit of running jobs, busy workers, no worker running, or jobs ahead.",
     )
     progress: Progress
     created_at: str
@@ -169,9 +174,14 @@ def job_view(job: Job) -> dict[str, Any]:
                 if job.status is JobStatus.PENDING and job.last_error and job.run_after
                 else None
             ),
-            # Computed by the API when asked (the queue moves without events of this job).
+            # A retry's wait is the job's own: known here, so its events say it too. A place in
+            # line is computed by the API when asked (the queue moves without this job's events).
             "queue_position": None,
-            "waiting_reason": None,
+            "waiting_reason": (
+                backoff_reason(job.last_error.code, job.run_after, job.attempt)
+                if job.status is JobStatus.PENDING and job.last_error and job.run_after
+                else None
+            ),
             "progress": job.progress.model_dump(mode="json"),
             "created_at": rfc3339_seconds(job.created_at),
             "started_at": rfc3339_seconds(job.started_at) if job.started_at else None,
@@ -181,6 +191,11 @@ def job_view(job: Job) -> dict[str, Any]:
         }
     )
     return view
+
+
+def backoff_reason(code: str, run_after: datetime, attempt: int) -> str:
+    """Why a job waits after a transient failure of its attempt `attempt`."""
+    return f"retrying after {code} at {rfc3339_seconds(run_after)} (attempt {attempt + 1})"
 
 
 def _import_fields(job: Job) -> dict[str, Any]:
