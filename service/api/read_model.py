@@ -24,7 +24,6 @@ from pymongo.errors import BulkWriteError
 from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
 from service.events.contracts import is_valid_project_id
-from service.imports import files as import_files
 from service.imports.model import BREVO_CATEGORIES, REJECTED_ROWS
 from service.jobs.view import JobView
 
@@ -201,9 +200,9 @@ def refusal(view: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one return p
     """Why `view` cannot be a job as Ferry shows it; None when it can.
 
     Beyond the view's model: the job id is a UUID in its canonical form, the project id has the
-    form requests are held to, and every report is one Ferry writes, at the key Ferry writes it
-    to. The API derives the keys it signs from these (never reads them from the event), so a
-    view that passes cannot name another project's files."""
+    form requests are held to, and every report is one Ferry writes, without a link. The API
+    derives the keys it signs from these (an event names no key), so a view that passes cannot
+    name another project's files."""
     try:
         JobView.model_validate(view)
     except ValidationError as exc:
@@ -219,8 +218,8 @@ def refusal(view: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one return p
     for name, report in (view.get("reports") or {}).items():
         if name not in REPORT_NAMES:
             return f"data.reports: {name!r} is not a report Ferry writes"
-        if report["key"] != import_files.report_key(project_id, job_id, name):
-            return f"data.reports.{name}.key: not where Ferry writes this job's report"
+        if report["url"] is not None or report["expires_at"] is not None:
+            return f"data.reports.{name}: links are signed when read, never taken from an event"
     return None
 
 

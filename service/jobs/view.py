@@ -13,7 +13,7 @@ from service.clock import rfc3339_seconds
 from service.datasets import get_dataset
 from service.echo import capped, capped_value
 from service.errors import InvalidRequestError
-from service.imports.model import ImportCounts, ImportOptions, ImportResult, ReportFile
+from service.imports.model import ImportCounts, ImportOptions, ImportResult
 from service.jobs.model import Compression, ExportFormat, Job, JobKind, LastError, Progress
 from service.jobs.status import JobStatus
 
@@ -21,6 +21,19 @@ from service.jobs.status import JobStatus
 # `filter_end_time` (HookBridge's clients require both), and these bounds say "unbounded".
 OPEN_START = "1970-01-01T00:00:00Z"
 OPEN_END = "9999-12-31T23:59:59Z"
+
+
+class ReportLink(BaseModel):
+    """One report of an import: its rows and a link. Status events carry no link (`url` and
+    `expires_at` null: a link in an event would go stale); the API signs one on every read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int = Field(description="Rows in the report.")
+    url: str | None = Field(
+        description="A freshly signed link (API); null in events and once the report expired."
+    )
+    expires_at: str | None = Field(description="When the link stops working.")
 
 
 class JobView(BaseModel):
@@ -83,10 +96,11 @@ class JobView(BaseModel):
     )
     options: ImportOptions | None = Field(None, description="Imports: the options asked for.")
     counts: ImportCounts | None = Field(None, description="Imports: rows by outcome, when done.")
-    reports: dict[str, ReportFile] | None = Field(
+    reports: dict[str, ReportLink] | None = Field(
         None,
-        description="Imports: the report files that have rows, by name (a Brevo category, or "
-        "`rejected_rows` for all of them). The API shows fresh links instead of keys.",
+        description="Imports: the reports that have rows, by name: a Brevo category "
+        "(`invalid_emails`, `duplicate_email_id`, ...) or `rejected_rows` (all rejected rows, "
+        "with the reason).",
     )
     error_code: str | None = Field(None, description="Machine-readable reason, when failed.")
     error_message: str | None = Field(
@@ -205,7 +219,10 @@ def _import_fields(job: Job) -> dict[str, Any]:
         "options": job.options.model_dump(mode="json") if job.options else None,
         "counts": result.counts.model_dump(mode="json") if result else None,
         "reports": (
-            {name: report.model_dump() for name, report in result.reports.items()}
+            {
+                name: {"rows": report.rows, "url": None, "expires_at": None}
+                for name, report in result.reports.items()
+            }
             if result
             else None
         ),
