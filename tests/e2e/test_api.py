@@ -19,7 +19,8 @@ from service.config import Settings
 from service.database import Database
 from service.demo import demo_messages, load_messages
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
-from service.events.submit import export_request
+from service.events.submit import export_request, import_request
+from service.imports.files import upload_key
 from service.jobs.view import job_view
 from service.storage import ObjectStore
 from tests.e2e.conftest import api_key, wait_for_job
@@ -248,3 +249,44 @@ async def test_a_forged_status_event_cannot_make_the_api_sign_another_projects_f
     assert_error(await http.get(f"/v1/imports/{forged}", headers=headers), 404, "NOT_FOUND")
     processes = await http.get("/v3/processes", headers={"api-key": headers["Authorization"][7:]})
     assert victim_file not in processes.text
+
+
+async def test_an_imports_last_status_event_is_its_v1_view_but_for_the_links(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"iev{uuid.uuid4().hex[:6]}"
+    store = ObjectStore(e2e_settings.s3)
+    job_id = str(uuid.uuid4())
+    key = upload_key(project, f"{job_id}.csv")
+    await store.put(key, b"EMAIL\r\nann@x.io\r\nnot-an-email\r\n", content_type="text/csv")
+    request = import_request(
+        project_id=project, job_id=job_id, source={"bucket": store.bucket, "key": key}
+    )
+    await publish(e2e_settings.kafka, [request], key=project.encode())
+    headers = await api_key(e2e_db, project)
+    shown = await wait_for_job(http, job_id, headers, kind="imports", timeout=90)
+    assert shown["status"] == "completed"
+
+    def last_event(records: list[Any]) -> dict[str, Any] | None:
+        mine = [json.loads(r.value) for r in records if r.key == job_id.encode()]
+        done = [e for e in mine if e["data"]["version"] == shown["version"]]
+        return done[0] if done else None
+
+    records = await read_topic(
+        e2e_settings.kafka,
+        e2e_settings.kafka.status_topic,
+        until=lambda records: last_event(records) is not None,
+    )
+    event = last_event(records)
+    assert event is not None
+    assert set(shown["reports"]) == {"invalid_emails", "rejected_rows"}
+    for name, report in shown["reports"].items():
+        assert report["url"], name  # signed when read
+        assert event["data"]["reports"][name] == {"rows": 1, "url": None, "expires_at": None}
+    unlinked = {
+        **shown,
+        "reports": {
+            name: {**r, "url": None, "expires_at": None} for name, r in shown["reports"].items()
+        },
+    }
+    assert event["data"] | {"previous_status": None} == unlinked | {"previous_status": None}
