@@ -9,7 +9,6 @@ and pending (the project's slots are held, as by jobs on other workers), then pr
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -32,22 +31,11 @@ from service.storage import ObjectStore
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import RunningFerry
 from tests.support.kafka import publish
+from tests.support.seed_shapes import BREVO_NAMES, BREVO_STATUSES, SEED_TIMESTAMP
 
 pytestmark = pytest.mark.e2e
 
-# The seed's form: whole seconds, UTC, `Z`.
-SEED_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 TIMESTAMPS = ("created_at", "started_at", "completed_at", "expires_at")
-BREVO_NAMES = {
-    "IMPORTUSER",
-    "SEARCH_EXPORT_USERS",
-    "SEARCH_EXPORT_USERS_API",
-    "CONTACT_EXPORT",
-    "LIST_EXPORT",
-    "CAMPAIGN_USER_DETAILS",
-    "EXPORT_WEBHOOK",
-}
-BREVO_STATUSES = {"queued", "in_process", "processing", "completed", "failed", "cancelled"}
 EMPTY_RANGE = {"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-02T00:00:00Z"}
 
 
