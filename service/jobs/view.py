@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.clock import rfc3339_seconds
+from service.clock import rfc3339
 from service.datasets import get_dataset
 from service.echo import capped, capped_value
 from service.errors import InvalidRequestError
@@ -47,7 +47,8 @@ class JobView(BaseModel):
     Imports have the same shape plus `source`, `options`, `counts` and `reports`.
     Each dataset adds its export filters as `filter_<name>` fields (for `messages`:
     `filter_status`, `filter_endpoint_id`, `filter_inbound_endpoint_id`, and `direction`), so
-    they are allowed as extra properties. Timestamps have the seed's form, whole seconds in UTC.
+    they are allowed as extra properties. Timestamps are RFC 3339 in UTC with `Z`, as the seed's
+    (`2025-12-06T12:00:30Z`; milliseconds when the instant has them, so jobs keep their order).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -181,10 +182,10 @@ def job_view(job: Job) -> dict[str, Any]:
                 else None
             ),
             "cancel_requested_at": (
-                rfc3339_seconds(job.cancel_requested_at) if job.cancel_requested_at else None
+                rfc3339(job.cancel_requested_at) if job.cancel_requested_at else None
             ),
             "next_attempt_at": (
-                rfc3339_seconds(job.run_after)
+                rfc3339(job.run_after)
                 if job.status is JobStatus.PENDING and job.last_error and job.run_after
                 else None
             ),
@@ -197,10 +198,10 @@ def job_view(job: Job) -> dict[str, Any]:
                 else None
             ),
             "progress": job.progress.model_dump(mode="json"),
-            "created_at": rfc3339_seconds(job.created_at),
-            "started_at": rfc3339_seconds(job.started_at) if job.started_at else None,
-            "completed_at": rfc3339_seconds(job.completed_at) if job.completed_at else None,
-            "expires_at": rfc3339_seconds(job.expires_at) if job.expires_at else None,
+            "created_at": rfc3339(job.created_at),
+            "started_at": rfc3339(job.started_at) if job.started_at else None,
+            "completed_at": rfc3339(job.completed_at) if job.completed_at else None,
+            "expires_at": rfc3339(job.expires_at) if job.expires_at else None,
             "version": job.version,
         }
     )
@@ -209,7 +210,7 @@ def job_view(job: Job) -> dict[str, Any]:
 
 def backoff_reason(code: str, run_after: datetime, attempt: int) -> str:
     """Why a job waits after a transient failure of its attempt `attempt`."""
-    return f"retrying after {code} at {rfc3339_seconds(run_after)} (attempt {attempt + 1})"
+    return f"retrying after {code} at {rfc3339(run_after)} (attempt {attempt + 1})"
 
 
 def _import_fields(job: Job) -> dict[str, Any]:

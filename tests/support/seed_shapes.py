@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-# The seed's form: whole seconds, UTC, `Z`.
-SEED_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+# The seed's form: RFC 3339 in UTC with `Z` (milliseconds when there are any).
+SEED_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z")
 BREVO_NAMES = frozenset(
     {
         "IMPORTUSER",
