@@ -21,7 +21,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest --durations=15  # the slowest tests, for whoever makes the suite faster
+	# Two processes: the fault-injection scenarios in one, the whole-stack tests in the other,
+	# the rest spread over both; the slowest tests listed, for whoever makes the suite faster.
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=15
 
 # The fault-injection suite alone (it is also part of `make test`).
 chaos: $(STAMP)

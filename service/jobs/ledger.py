@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow, uuid7
 from service.counters import PROCESS_IDS, Counters
-from service.errors import LeaseLostError
+from service.errors import FerryError, LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.events.outbox import outbox_entry, shard_of
 from service.jobs.idempotency import request_fingerprint, reused_key_job
@@ -73,8 +73,11 @@ class _ClaimContended(Exception):  # noqa: N818 - a signal, not an error
     """Another worker changed the job between our read and our write."""
 
 
-class LedgerContentionError(Exception):
+class LedgerContentionError(FerryError):
     """A job kept changing under every attempt to change it; transient by nature."""
+
+    code = "LEDGER_CONTENTION"
+    transient = True
 
     def __init__(self, job: str) -> None:
         super().__init__(f"job {job} changed under {_MAX_CAS_ATTEMPTS} attempts to update it")
