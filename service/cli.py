@@ -86,9 +86,10 @@ def dev(
 @app.command()
 def worker() -> None:
     """Run a worker: request intake, job runner, outbox relay, expiry."""
-    from service.worker import run_worker
+    from service.worker import run_worker, tune_garbage_collector
 
     settings = _settings(role="worker")
+    tune_garbage_collector()
     asyncio.run(_until_signal(lambda stop: run_worker(settings, stop)))
 
 

@@ -7,6 +7,7 @@ or are handed back, then the relay publishes the last status events, then connec
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import uuid
@@ -64,6 +65,24 @@ async def _bounded(part: str, step: Awaitable[object]) -> None:
         log.warning("worker.shutdown_step_timed_out", part=part, seconds=_SHUTDOWN_STEP_SECONDS)
     except Exception:
         log.exception("worker.shutdown_step_failed", part=part)
+
+
+# Young-generation collections every 50,000 net allocations instead of 700. The export and import
+# paths allocate many short-lived containers per batch (decoded rows, cells, plans) and almost
+# none of them form cycles, so the default threshold ran the collector hundreds of times a job
+# for nothing (it took 15-25% of an import's CPU). Reference counting still frees everything
+# acyclic at once; cycles are still collected, only in rarer passes, and a batch's garbage is
+# bounded by the batch size, so memory stays flat.
+_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Call once at start-up, after the imports: the modules, settings and long-lived objects
+    allocated so far move to the permanent generation (gc.freeze), so that no collection scans
+    them again, and young collections run less often (see _GC_THRESHOLDS)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def worker_identity() -> str:
