@@ -29,6 +29,11 @@ REQUEST_TYPES = frozenset({EXPORT_REQUESTED, IMPORT_REQUESTED, CANCEL_REQUESTED}
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
+# A split export's files: small enough to be useful, few enough to be listed in one manifest.
+MIN_FILE_BYTES = 64 * 1024
+MAX_FILE_BYTES = 5 * 1024**4  # S3's largest object
+MAX_ROWS_PER_FILE = 1_000_000_000
+
 # Project ids become part of object keys, so they are kept to a safe alphabet.
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _PROJECT_ID_RE = re.compile(PROJECT_ID_PATTERN)
@@ -110,6 +115,20 @@ class ExportRequestedData(JobRequestData):
     compression: Compression = "none"
     columns: list[str] | None = Field(
         None, min_length=1, description="A subset of the dataset's columns, in the order wanted."
+    )
+    max_file_bytes: int | None = Field(
+        None,
+        ge=MIN_FILE_BYTES,
+        le=MAX_FILE_BYTES,
+        description="Split the output into numbered files of at most this many bytes each (as "
+        "stored, i.e. compressed when gzip), cut on row boundaries; every file is valid on its "
+        "own (CSV: with the header). A single row larger than this gets a file of its own.",
+    )
+    max_rows_per_file: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ROWS_PER_FILE,
+        description="Split the output into numbered files of at most this many rows each.",
     )
 
 

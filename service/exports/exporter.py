@@ -1,4 +1,5 @@
-"""The exporter: a dataset's rows, streamed from MongoDB through an encoder into one object.
+"""The exporter: a dataset's rows, streamed from MongoDB through an encoder into one object, or
+into numbered files when the request limits their size, plus a manifest beside them.
 
 The cursor is read in batches, the next batch is fetched while the current one is encoded, and
 bytes leave in multipart parts, so memory does not grow with the export and the event loop is
@@ -17,13 +18,15 @@ import structlog
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 
+from service.clock import utcnow
 from service.datasets import get_dataset
 from service.datasets.base import Document
 from service.exports import files
 from service.exports.encoders import make_encoder
-from service.exports.object_writer import ObjectWriter
+from service.exports.file_parts import FileLimits, FileSequence, WrittenFile
+from service.exports.manifest import build_manifest, encode_manifest
 from service.jobs.context import JobContext
-from service.jobs.model import ExportResult, Job
+from service.jobs.model import ExportFile, ExportResult, Job
 from service.observability.metrics import ROWS
 from service.storage import ObjectStore
 
@@ -41,30 +44,43 @@ class Exporter:
         batch_size: int,
         part_size: int,
         escape_formulas: bool,
+        max_files: int = 10_000,
     ) -> None:
         self._db = database
         self._store = store
         self._batch_size = batch_size
         self._part_size = part_size
         self._escape_formulas = escape_formulas
+        self._max_files = max_files
 
     async def run(self, job: Job, context: JobContext) -> ExportResult:
         dataset = get_dataset(job.dataset)
         filters = dataset.parse_filters(job.filters)
         columns = dataset.select_columns(job.columns)
         encoder = make_encoder(job.format, columns, escape_formulas=self._escape_formulas)
-        key = files.object_key(job.project_id, job.id, job.format, job.compression)
+        limits = FileLimits(max_bytes=job.max_file_bytes, max_rows=job.max_rows_per_file)
         if job.upload_id is not None:
             # A previous attempt died mid-upload: its parts would otherwise linger until the
             # bucket's lifecycle rule removes them.
-            await self._store.abort_upload(key, job.upload_id)
+            await self._store.abort_upload(
+                files.file_key(job.project_id, job.id, job.format, job.compression, part=None)
+                if not limits.split
+                else await self._stale_upload_key(job),
+                job.upload_id,
+            )
             log.info("export.stale_upload_aborted", job_id=job.id, upload_id=job.upload_id)
-        writer = ObjectWriter(
+        output = FileSequence(
             self._store,
-            key,
+            key_for=lambda part: files.file_key(
+                job.project_id, job.id, job.format, job.compression, part=part
+            ),
+            header=encoder.header(),
+            encode=encoder.encode,
             content_type=files.content_type(job.format, job.compression),
             part_size=self._part_size,
             gzip=job.compression == "gzip",
+            limits=limits,
+            max_files=self._max_files,
             on_upload_started=context.record_upload,
         )
         cursor = (
@@ -73,21 +89,21 @@ class Exporter:
             .sort(list(dataset.sort))
             .batch_size(self._batch_size)
         )
+        data_as_of = utcnow()
         rows = 0
         try:
-            await writer.write(encoder.header())
             async for batch in _prefetched_batches(cursor, self._batch_size):
-                await writer.write(await asyncio.to_thread(encoder.encode, batch))
+                await output.write(batch)
                 rows += len(batch)
                 ROWS.labels(kind=job.kind, dataset=job.dataset).inc(len(batch))
                 await context.progress(rows, dataset.estimate_progress(filters, batch[-1]))
-            # The object becomes visible on close: make sure no other attempt has taken over.
+            # Files become visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
-            written = await writer.close()
+            written = await output.close()
         except BaseException as exc:
             aborting = time.monotonic()
             with contextlib.suppress(Exception):
-                await asyncio.shield(writer.abort())
+                await asyncio.shield(output.abort())
             log.info(
                 "export.aborted",
                 job_id=job.id,
@@ -97,9 +113,67 @@ class Exporter:
             raise
         finally:
             await cursor.close()
-        return ExportResult(
-            object_key=key, row_count=rows, file_size_bytes=written.size, file_sha256=written.sha256
+        manifest_key = files.manifest_key(job.project_id, job.id, split=limits.split)
+        names = [
+            files.file_name(job.id, job.format, job.compression, part=file.part) for file in written
+        ]
+        manifest = build_manifest(
+            job, dataset, columns, written, data_as_of=data_as_of, names=names
         )
+        await context.confirm_lease()
+        await self._store.put(
+            manifest_key, encode_manifest(manifest), content_type=files.MANIFEST_CONTENT_TYPE
+        )
+        await self._remove_leftovers(job, limits, written)
+        return _result(written, manifest_key)
+
+    async def _stale_upload_key(self, job: Job) -> str:
+        """The key of the split file a dead attempt was uploading: the first one that does not
+        exist yet (the files before it were closed)."""
+        part = 1
+        while (
+            await self._store.size(
+                files.file_key(job.project_id, job.id, job.format, job.compression, part=part)
+            )
+            is not None
+        ):
+            part += 1
+        return files.file_key(job.project_id, job.id, job.format, job.compression, part=part)
+
+    async def _remove_leftovers(
+        self, job: Job, limits: FileLimits, written: list[WrittenFile]
+    ) -> None:
+        """Files a dead attempt closed beyond this attempt's last one (the data may have changed
+        in between) would look like part of the export: they go."""
+        if not limits.split:
+            return
+        part = len(written) + 1
+        while True:
+            key = files.file_key(job.project_id, job.id, job.format, job.compression, part=part)
+            if await self._store.size(key) is None:
+                return
+            await self._store.delete(key)
+            part += 1
+
+
+def _result(written: list[WrittenFile], manifest_key: str) -> ExportResult:
+    return ExportResult(
+        object_key=written[0].key,
+        row_count=sum(file.rows for file in written),
+        file_size_bytes=sum(file.size_bytes for file in written),
+        file_sha256=written[0].sha256 if len(written) == 1 else None,
+        files=[
+            ExportFile(
+                key=file.key,
+                part=file.part,
+                rows=file.rows,
+                size_bytes=file.size_bytes,
+                sha256=file.sha256,
+            )
+            for file in written
+        ],
+        manifest_key=manifest_key,
+    )
 
 
 async def _prefetched_batches(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from service.storage import MultipartUpload, ObjectStore
 
 _GZIP_WBITS = 31  # zlib's way of asking for a gzip container
+# The gzip trailer (8 bytes), the final block's header and a sync flush's marker, generously.
+_GZIP_SLACK = 64
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,16 @@ class ObjectWriter:
         self._compressor = zlib.compressobj(6, zlib.DEFLATED, _GZIP_WBITS) if gzip else None
         self._hash = hashlib.sha256()
         self._size = 0
+        # Bytes handed to the compressor since its last flush: some may not have come out yet.
+        self._pending = 0
         self._buffer = bytearray()
         self._upload: MultipartUpload | None = None
         self._in_flight: asyncio.Task[None] | None = None
         self._on_upload_started = on_upload_started
+
+    @property
+    def key(self) -> str:
+        return self._key
 
     async def write(self, data: bytes) -> None:
         # Compression and hashing are CPU work: done in a thread, off the event loop.
@@ -54,6 +62,23 @@ class ObjectWriter:
             part = bytes(self._buffer[: self._part_size])
             del self._buffer[: self._part_size]
             await self._send(part)
+
+    def size_bound(self, more: int) -> int:
+        """An upper bound of the object's size if closed after `more` further bytes: exact
+        without compression; with gzip, what is still inside the compressor is counted at its
+        uncompressed size plus deflate's worst-case growth and the gzip trailer."""
+        if self._compressor is None:
+            return self._size + more
+        unsure = self._pending + more
+        return self._size + unsure + unsure // 1000 + _GZIP_SLACK
+
+    async def sync(self) -> None:
+        """Make the compressor give out everything it holds (a sync flush), so that
+        `size_bound` becomes exact for what was written so far."""
+        if self._compressor is not None and self._pending:
+            compressor = self._compressor
+            await asyncio.to_thread(lambda: self._stored(compressor.flush(zlib.Z_SYNC_FLUSH)))
+            self._pending = 0
 
     async def close(self) -> WrittenObject:
         """Finish the object; it becomes visible only now."""
@@ -78,7 +103,12 @@ class ObjectWriter:
             await self._upload.abort()
 
     def _absorb(self, data: bytes) -> None:
-        self._stored(self._compressor.compress(data) if self._compressor else data)
+        if self._compressor is None:
+            self._stored(data)
+            return
+        # Deflate may hold back any amount of what it was given since the last flush.
+        self._pending += len(data)
+        self._stored(self._compressor.compress(data))
 
     def _stored(self, data: bytes) -> None:
         self._hash.update(data)

@@ -1,0 +1,188 @@
+"""An export's output as one file or as numbered files, cut on row boundaries.
+
+Each file is written by its own ObjectWriter, starts with the encoder's header (CSV's column
+names) and, with gzip, is its own gzip stream, so every file opens on its own. A file is closed
+(and becomes visible) as soon as the next one starts, so memory stays that of one file's writer.
+
+`max_rows_per_file` is exact. `max_file_bytes` counts bytes as stored and is never exceeded,
+except by a file holding a single row that is larger on its own: with gzip the size is not
+known before the compressor is flushed, so the writer's upper bound is checked first and a sync
+flush, which makes it exact, is paid only when that bound says the next rows might not fit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from service.datasets.base import Document
+from service.errors import FerryError
+from service.exports.object_writer import ObjectWriter
+from service.storage import ObjectStore
+
+
+class TooManyFilesError(FerryError):
+    """The limits asked for would cut the export into more files than allowed."""
+
+    code = "TOO_MANY_FILES"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the export would need more than {limit} files; raise max_file_bytes or "
+            "max_rows_per_file, or narrow the filters"
+        )
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """How large one file may get; neither limit set means one file."""
+
+    max_bytes: int | None = None
+    max_rows: int | None = None
+
+    @property
+    def split(self) -> bool:
+        return self.max_bytes is not None or self.max_rows is not None
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    key: str
+    part: int | None  # None for the file of a one-file export
+    rows: int
+    size_bytes: int
+    sha256: str
+
+
+class FileSequence:
+    """Writes batches of rows into one file, or into numbered files within `limits`."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        *,
+        key_for: Callable[[int | None], str],
+        header: bytes,
+        encode: Callable[[Sequence[Document]], bytes],
+        content_type: str,
+        part_size: int,
+        gzip: bool,
+        limits: FileLimits,
+        max_files: int,
+        on_upload_started: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._key_for = key_for
+        self._header = header
+        self._encode = encode
+        self._content_type = content_type
+        self._part_size = part_size
+        self._gzip = gzip
+        self._limits = limits
+        self._max_files = max_files
+        self._on_upload_started = on_upload_started
+        self._written: list[WrittenFile] = []
+        self._writer: ObjectWriter | None = None
+        self._file_rows = 0
+
+    @property
+    def files(self) -> list[WrittenFile]:
+        """The files closed so far."""
+        return list(self._written)
+
+    async def write(self, rows: Sequence[Document]) -> None:
+        remaining = rows
+        while remaining:
+            writer = await self._open()
+            take = len(remaining)
+            if self._limits.max_rows is not None:
+                take = min(take, self._limits.max_rows - self._file_rows)
+            chunk, remaining = remaining[:take], remaining[take:]
+            data = await asyncio.to_thread(self._encode, chunk)
+            if await self._fits(writer, len(data)):
+                await self._put(writer, data, len(chunk))
+            else:
+                written = await self._fill_row_by_row(writer, chunk)
+                remaining = [*chunk[written:], *remaining]
+            if remaining or await self._full(writer):
+                await self._finish()
+
+    async def close(self) -> list[WrittenFile]:
+        """Close the last file (an export without rows still gets one, with its header)."""
+        if self._writer is None and not self._written:
+            await self._open()
+        if self._writer is not None:
+            await self._finish()
+        return list(self._written)
+
+    async def abort(self) -> None:
+        """Throw away the file being written; files already closed are left to the caller."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.abort()
+
+    async def _fill_row_by_row(self, writer: ObjectWriter, rows: Sequence[Document]) -> int:
+        """Put as many of `rows` into the current file as fit; how many did. A file's first row
+        always goes in, however large, so that every row lands somewhere."""
+        pending: list[bytes] = []
+        size = 0
+        for count, row in enumerate(rows):
+            data = await asyncio.to_thread(self._encode, [row])
+            if (self._file_rows or pending) and not await self._fits(writer, size + len(data)):
+                if not pending:
+                    return 0
+                await self._put(writer, b"".join(pending), len(pending))
+                pending, size = [], 0
+                if not await self._fits(writer, len(data)):
+                    return count
+            pending.append(data)
+            size += len(data)
+        await self._put(writer, b"".join(pending), len(pending))
+        return len(rows)
+
+    async def _fits(self, writer: ObjectWriter, more: int) -> bool:
+        limit = self._limits.max_bytes
+        if limit is None or writer.size_bound(more) <= limit:
+            return True
+        await writer.sync()
+        return writer.size_bound(more) <= limit
+
+    async def _full(self, writer: ObjectWriter) -> bool:
+        if self._limits.max_rows is not None and self._file_rows >= self._limits.max_rows:
+            return True
+        return not await self._fits(writer, 1)
+
+    async def _put(self, writer: ObjectWriter, data: bytes, rows: int) -> None:
+        if data:
+            await writer.write(data)
+        self._file_rows += rows
+
+    async def _open(self) -> ObjectWriter:
+        if self._writer is not None:
+            return self._writer
+        part = len(self._written) + 1 if self._limits.split else None
+        if part is not None and part > self._max_files:
+            raise TooManyFilesError(self._max_files)
+        self._writer = ObjectWriter(
+            self._store,
+            self._key_for(part),
+            content_type=self._content_type,
+            part_size=self._part_size,
+            gzip=self._gzip,
+            on_upload_started=self._on_upload_started,
+        )
+        self._file_rows = 0
+        await self._writer.write(self._header)
+        return self._writer
+
+    async def _finish(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        part = len(self._written) + 1 if self._limits.split else None
+        written = await writer.close()
+        self._writer = None
+        self._written.append(
+            WrittenFile(writer.key, part, self._file_rows, written.size, written.sha256)
+        )
