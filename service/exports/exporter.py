@@ -21,11 +21,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from service.clock import utcnow
 from service.datasets import get_dataset
 from service.datasets.base import Document
+from service.errors import LeaseLostError
 from service.exports import files
+from service.exports.checkpoints import after_filter, key_of, sort_fields
 from service.exports.encoders import make_encoder
-from service.exports.file_parts import FileLimits, FileSequence, WrittenFile
+from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
 from service.exports.manifest import build_manifest, encode_manifest
+from service.exports.resume import abort_stale_upload, usable_checkpoint
 from service.jobs.context import JobContext
+from service.jobs.failures import classify
 from service.jobs.model import ExportFile, ExportResult, Job
 from service.observability.metrics import ROWS
 from service.storage import ObjectStore
@@ -59,16 +63,9 @@ class Exporter:
         columns = dataset.select_columns(job.columns)
         encoder = make_encoder(job.format, columns, escape_formulas=self._escape_formulas)
         limits = FileLimits(max_bytes=job.max_file_bytes, max_rows=job.max_rows_per_file)
-        if job.upload_id is not None:
-            # A previous attempt died mid-upload: its parts would otherwise linger until the
-            # bucket's lifecycle rule removes them.
-            await self._store.abort_upload(
-                files.file_key(job.project_id, job.id, job.format, job.compression, part=None)
-                if not limits.split
-                else await self._stale_upload_key(job),
-                job.upload_id,
-            )
-            log.info("export.stale_upload_aborted", job_id=job.id, upload_id=job.upload_id)
+        start = await usable_checkpoint(self._store, job)
+        await abort_stale_upload(self._store, job, split=limits.split, checkpoint=start)
+        data_as_of = start.data_as_of if start else utcnow()
         output = FileSequence(
             self._store,
             key_for=lambda part: files.file_key(
@@ -82,33 +79,59 @@ class Exporter:
             limits=limits,
             max_files=self._max_files,
             on_upload_started=context.record_upload,
+            resumable=Resumable(
+                key_of=lambda row: key_of(dataset.sort, row),
+                save=lambda checkpoint: context.save_checkpoint(checkpoint.to_document()),
+                data_as_of=data_as_of,
+                start=start,
+            ),
+        )
+        if start is not None:
+            log.info(
+                "export.resumed",
+                job_id=job.id,
+                rows=start.rows,
+                files=len(start.files),
+                parts=len(start.open_file.parts) if start.open_file else 0,
+            )
+        # A one-file export whose file was closed has nothing left to read.
+        finished = start is not None and not limits.split and bool(start.files)
+        query = dataset.query(job.project_id, filters)
+        if start is not None and start.after:
+            query = {"$and": [query, after_filter(dataset.sort, start.after)]}
+        projection = {column.field: 1 for column in columns} | dict.fromkeys(
+            sort_fields(dataset.sort), 1
         )
         cursor = (
             self._db[dataset.collection]
-            .find(dataset.query(job.project_id, filters), {column.field: 1 for column in columns})
+            .find(query, projection)
             .sort(list(dataset.sort))
             .batch_size(self._batch_size)
         )
-        data_as_of = utcnow()
-        rows = 0
         try:
-            async for batch in _prefetched_batches(cursor, self._batch_size):
-                await output.write(batch)
-                rows += len(batch)
-                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(len(batch))
-                await context.progress(rows, dataset.estimate_progress(filters, batch[-1]))
+            if not finished:
+                async for batch in _prefetched_batches(cursor, self._batch_size):
+                    await output.write(batch)
+                    ROWS.labels(kind=job.kind, dataset=job.dataset).inc(len(batch))
+                    await context.progress(
+                        output.rows, dataset.estimate_progress(filters, batch[-1])
+                    )
             # Files become visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
             written = await output.close()
         except BaseException as exc:
-            aborting = time.monotonic()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(output.abort())
+            stopping = time.monotonic()
+            keep = await _worth_continuing(exc, context)
+            try:
+                await asyncio.shield(output.detach() if keep else self._discard(output))
+            except Exception:
+                log.warning("export.cleanup_failed", job_id=job.id, exc_info=True)
             log.info(
-                "export.aborted",
+                "export.stopped",
                 job_id=job.id,
                 reason=type(exc).__name__,
-                seconds=round(time.monotonic() - aborting, 3),
+                kept_for_next_attempt=keep,
+                seconds=round(time.monotonic() - stopping, 3),
             )
             raise
         finally:
@@ -127,18 +150,11 @@ class Exporter:
         await self._remove_leftovers(job, limits, written)
         return _result(written, manifest_key)
 
-    async def _stale_upload_key(self, job: Job) -> str:
-        """The key of the split file a dead attempt was uploading: the first one that does not
-        exist yet (the files before it were closed)."""
-        part = 1
-        while (
-            await self._store.size(
-                files.file_key(job.project_id, job.id, job.format, job.compression, part=part)
-            )
-            is not None
-        ):
-            part += 1
-        return files.file_key(job.project_id, job.id, job.format, job.compression, part=part)
+    async def _discard(self, output: FileSequence) -> None:
+        """The job ends without a result: its upload is aborted and its closed files go."""
+        await output.abort()
+        for file in output.files:
+            await self._store.delete(file.key)
 
     async def _remove_leftovers(
         self, job: Job, limits: FileLimits, written: list[WrittenFile]
@@ -174,6 +190,23 @@ def _result(written: list[WrittenFile], manifest_key: str) -> ExportResult:
         ],
         manifest_key=manifest_key,
     )
+
+
+async def _worth_continuing(exc: BaseException, context: JobContext) -> bool:
+    """Whether the attempt's upload and files stay for a later attempt to continue: yes when
+    one will come (a transient failure, a worker handing its jobs back) and when the job is no
+    longer this attempt's (its new owner may be continuing them); no when the job ends here
+    (cancelled, or failed for good)."""
+    if isinstance(exc, LeaseLostError):
+        return True
+    if isinstance(exc, asyncio.CancelledError):
+        try:
+            return not await asyncio.shield(context.cancel_requested())
+        except Exception:  # noqa: BLE001 - lease lost or database down: leave things as they are
+            return True
+    if isinstance(exc, Exception):
+        return classify(exc).transient
+    return True
 
 
 async def _prefetched_batches(

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from service.datasets.base import Document
 from service.errors import FerryError
-from service.exports.object_writer import ObjectWriter
+from service.exports.checkpoints import Checkpoint, ClosedFile, OpenFile, StoredPart
+from service.exports.object_writer import ObjectWriter, ResumedUpload, UploadedPart
 from service.storage import ObjectStore
 
 
@@ -55,6 +58,26 @@ class WrittenFile:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """What checkpointing needs: each row's sort key, where to save a checkpoint, when the
+    export began reading, and the checkpoint to continue from (None: from the start)."""
+
+    key_of: Callable[[Document], dict[str, Any]]
+    save: Callable[[Checkpoint], Awaitable[None]]
+    data_as_of: datetime
+    start: Checkpoint | None = None
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """A row boundary: rows stored in all and in the current file, and the last row's key."""
+
+    rows: int
+    file_rows: int
+    after: dict[str, Any]
+
+
 class FileSequence:
     """Writes batches of rows into one file, or into numbered files within `limits`."""
 
@@ -71,6 +94,7 @@ class FileSequence:
         limits: FileLimits,
         max_files: int,
         on_upload_started: Callable[[str], Awaitable[None]] | None = None,
+        resumable: Resumable | None = None,
     ) -> None:
         self._store = store
         self._key_for = key_for
@@ -82,9 +106,38 @@ class FileSequence:
         self._limits = limits
         self._max_files = max_files
         self._on_upload_started = on_upload_started
+        self._resumable = resumable
         self._written: list[WrittenFile] = []
         self._writer: ObjectWriter | None = None
         self._file_rows = 0
+        self._rows = 0
+        self._after: dict[str, Any] = {}
+        start = resumable.start if resumable else None
+        if start is not None:
+            self._continue(start)
+
+    def _continue(self, start: Checkpoint) -> None:
+        """Pick up where a checkpoint left off: its closed files, and its open upload."""
+        self._rows, self._after = start.rows, dict(start.after)
+        self._written = [
+            WrittenFile(file.key, file.part, file.rows, file.size_bytes, file.sha256)
+            for file in start.files
+        ]
+        opened = start.open_file
+        if opened is not None:
+            parts = [
+                UploadedPart(part.number, part.etag, part.size_bytes, part.sha256)
+                for part in opened.parts
+            ]
+            self._writer = self._new_writer(
+                opened.key, resume=ResumedUpload(opened.upload_id, parts)
+            )
+            self._file_rows = opened.rows
+
+    @property
+    def rows(self) -> int:
+        """Rows written so far, including those a resumed checkpoint had stored."""
+        return self._rows
 
     @property
     def files(self) -> list[WrittenFile]:
@@ -101,7 +154,7 @@ class FileSequence:
             chunk, remaining = remaining[:take], remaining[take:]
             data = await asyncio.to_thread(self._encode, chunk)
             if await self._fits(writer, len(data)):
-                await self._put(writer, data, len(chunk))
+                await self._put(writer, data, chunk)
             else:
                 written = await self._fill_row_by_row(writer, chunk)
                 remaining = [*chunk[written:], *remaining]
@@ -122,6 +175,12 @@ class FileSequence:
             writer, self._writer = self._writer, None
             await writer.abort()
 
+    async def detach(self) -> None:
+        """Stop, leaving the upload in progress for a later attempt to continue."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.detach()
+
     async def _fill_row_by_row(self, writer: ObjectWriter, rows: Sequence[Document]) -> int:
         """Put as many of `rows` into the current file as fit; how many did. A file's first row
         always goes in, however large, so that every row lands somewhere."""
@@ -132,13 +191,13 @@ class FileSequence:
             if (self._file_rows or pending) and not await self._fits(writer, size + len(data)):
                 if not pending:
                     return 0
-                await self._put(writer, b"".join(pending), len(pending))
+                await self._put(writer, b"".join(pending), rows[count - len(pending) : count])
                 pending, size = [], 0
                 if not await self._fits(writer, len(data)):
                     return count
             pending.append(data)
             size += len(data)
-        await self._put(writer, b"".join(pending), len(pending))
+        await self._put(writer, b"".join(pending), rows[len(rows) - len(pending) :])
         return len(rows)
 
     async def _fits(self, writer: ObjectWriter, more: int) -> bool:
@@ -153,10 +212,15 @@ class FileSequence:
             return True
         return not await self._fits(writer, 1)
 
-    async def _put(self, writer: ObjectWriter, data: bytes, rows: int) -> None:
-        if data:
-            await writer.write(data)
-        self._file_rows += rows
+    async def _put(self, writer: ObjectWriter, data: bytes, rows: Sequence[Document]) -> None:
+        if not rows:
+            return
+        await writer.write(data)
+        self._file_rows += len(rows)
+        self._rows += len(rows)
+        if self._resumable is not None:
+            self._after = self._resumable.key_of(rows[-1])
+            await writer.boundary(_Mark(self._rows, self._file_rows, self._after))
 
     async def _open(self) -> ObjectWriter:
         if self._writer is not None:
@@ -164,25 +228,74 @@ class FileSequence:
         part = len(self._written) + 1 if self._limits.split else None
         if part is not None and part > self._max_files:
             raise TooManyFilesError(self._max_files)
-        self._writer = ObjectWriter(
+        self._writer = self._new_writer(self._key_for(part))
+        self._file_rows = 0
+        await self._writer.write(self._header)
+        return self._writer
+
+    def _new_writer(self, key: str, *, resume: ResumedUpload | None = None) -> ObjectWriter:
+        return ObjectWriter(
             self._store,
-            self._key_for(part),
+            key,
             content_type=self._content_type,
             part_size=self._part_size,
             gzip=self._gzip,
             on_upload_started=self._on_upload_started,
+            on_part=self._part_stored if self._resumable else None,
+            resume=resume,
         )
-        self._file_rows = 0
-        await self._writer.write(self._header)
-        return self._writer
+
+    async def _part_stored(self, upload_id: str, parts: list[UploadedPart], mark: object) -> None:
+        """A part of the open file is stored: checkpoint the boundary it ends on."""
+        assert isinstance(mark, _Mark)  # noqa: S101 - only this class makes marks
+        writer = self._writer
+        if writer is None or self._resumable is None:
+            return
+        opened = OpenFile(
+            key=writer.key,
+            part=self._number_of(len(self._written) + 1),
+            upload_id=upload_id,
+            rows=mark.file_rows,
+            parts=[
+                StoredPart(number=p.number, etag=p.etag, size_bytes=p.size, sha256=p.sha256)
+                for p in parts
+            ],
+        )
+        await self._save(mark.rows, mark.after, opened)
+
+    async def _save(self, rows: int, after: dict[str, Any], opened: OpenFile | None) -> None:
+        assert self._resumable is not None  # noqa: S101 - called only when resumable
+        await self._resumable.save(
+            Checkpoint(
+                rows=rows,
+                after=after,
+                files=[
+                    ClosedFile(
+                        key=f.key,
+                        part=f.part,
+                        rows=f.rows,
+                        size_bytes=f.size_bytes,
+                        sha256=f.sha256,
+                    )
+                    for f in self._written
+                ],
+                open_file=opened,
+                data_as_of=self._resumable.data_as_of,
+            )
+        )
+
+    def _number_of(self, part: int) -> int | None:
+        return part if self._limits.split else None
 
     async def _finish(self) -> None:
         writer = self._writer
         if writer is None:
             return
-        part = len(self._written) + 1 if self._limits.split else None
+        part = self._number_of(len(self._written) + 1)
         written = await writer.close()
         self._writer = None
         self._written.append(
             WrittenFile(writer.key, part, self._file_rows, written.size, written.sha256)
         )
+        if self._resumable is not None and self._after:
+            await self._save(self._rows, self._after, None)

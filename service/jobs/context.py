@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from service.errors import LeaseLostError
 from service.jobs.ledger import Lease, Ledger
@@ -38,6 +40,14 @@ class JobContext:
     async def record_upload(self, upload_id: str) -> None:
         """Remember the attempt's multipart upload, so a later attempt can abort it."""
         await self._ledger.record_upload(self.lease, upload_id)
+
+    async def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
+        """Record where this attempt got to, for the next attempt should this one die."""
+        await self._ledger.save_checkpoint(self.lease, checkpoint)
+
+    async def cancel_requested(self) -> bool:
+        """Whether a cancel was asked for (LeaseLostError if the job is no longer ours)."""
+        return await self._ledger.cancel_requested(self.lease)
 
     async def confirm_lease(self) -> None:
         """Raise LeaseLostError unless this attempt still owns the job (and extend the lease)."""

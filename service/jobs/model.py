@@ -103,6 +103,9 @@ class Job(BaseModel):
     # The multipart upload of the running attempt, so a later attempt can abort it if this
     # attempt's worker dies.
     upload_id: str | None = None
+    # Where the running job got to, for a later attempt to continue from; its shape belongs
+    # to the job's kind (exports: service/exports/checkpoints.py). Cleared when the job ends.
+    checkpoint: dict[str, Any] | None = None
     cancel_requested_at: datetime | None = None
     cancel_reason: str | None = None
     progress: Progress = Field(default_factory=Progress)
