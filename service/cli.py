@@ -256,6 +256,12 @@ def submit_export(
     notify_url: Annotated[
         str | None, typer.Option(help="Also deliver the job's status changes here (webhooks).")
     ] = None,
+    max_file_bytes: Annotated[
+        int | None, typer.Option(help="Split into files of at most this many bytes each.")
+    ] = None,
+    max_rows_per_file: Annotated[
+        int | None, typer.Option(help="Split into files of at most this many rows each.")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job and print the download link.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
 ) -> None:
@@ -282,6 +288,8 @@ def submit_export(
         job_id=chosen_id,
         idempotency_key=idempotency_key,
         notify_url=notify_url,
+        max_file_bytes=max_file_bytes,
+        max_rows_per_file=max_rows_per_file,
     )
     asyncio.run(publish_request(settings.kafka, event))
     console.print(f"Published export request; job id {chosen_id}")

@@ -50,7 +50,7 @@ async def abort_stale_upload(
         return
     if split:
         # The file it was writing is the first that does not exist (those before were closed).
-        part = 1
+        part = len(checkpoint.files) + 1 if checkpoint else 1
         while await store.size(_key(job, part)) is not None:
             part += 1
         key = _key(job, part)

@@ -207,3 +207,26 @@ async def test_a_cancelled_export_leaves_no_files_and_no_upload(
         assert await store.size(file.key) is None
     opened = checkpoint.open_file
     assert await store.uploaded_parts(opened.key, opened.upload_id) is None
+
+
+async def test_an_attempt_after_the_file_was_closed_reads_nothing_again(
+    database: Database, store: ObjectStore, settings: Settings, ledger: Ledger
+) -> None:
+    """A worker that dies between closing the file and recording the result: the next attempt
+    finds the file closed in the checkpoint and only writes the manifest and the result."""
+    project = f"p{uuid.uuid4().hex[:8]}"
+    docs = await seed(database, project, rows=400, note_size=10)
+    job = new_job(project, filters=FILTERS)
+    context = await claimed(ledger, job)
+    first = await exporter(database, store).run(job, context)
+    # Rows added since must not be appended to a file that is already complete.
+    late = {**docs[-1], "_id": f"{project}-late", "created_at": docs[-1]["created_at"] + LEASE}
+    await database["messages"].insert_one(late)
+    job, context = await next_attempt(ledger, context)
+    before = rows_read()
+    second = await exporter(database, store).run(job, context)
+    assert rows_read() - before == 0
+    assert second.files == first.files
+    data = await store.read(second.object_key)
+    assert hashlib.sha256(data).hexdigest() == second.file_sha256
+    assert len(list(csv.DictReader(io.StringIO(data.decode(), newline="")))) == len(docs)
