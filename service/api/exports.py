@@ -157,15 +157,15 @@ async def download_export(
     links = await file_links(services, view)
     if not links or any(link is None for _, link in links):
         raise ExportExpiredError(f"export {export_id} has expired and its file was deleted")
-    chosen = (
-        0
-        if part is None
-        else next((index for index, (number, _) in enumerate(links) if number == part), None)
-    )
-    if chosen is None:
-        raise NotFoundError(f"export {export_id} has no file {part} ({len(links)} in all)")
-    number, link = links[chosen]
-    assert link is not None  # noqa: S101 - checked above
+    split = links[0][0] is not None
+    count = _file_count(view)
+    if part is not None and (part > count or (not split and part != 1)):
+        raise NotFoundError(f"export {export_id} has no file {part} ({count} in all)")
+    number, link = links[0]
+    if split and part is not None and part != 1:
+        number, link = part, await _file_link(services, view, part)
+    if link is None:
+        raise ExportExpiredError(f"export {export_id} has expired and its file was deleted")
     manifest = await manifest_link(services, view)
     shown: dict[str, Any] = {
         **link.model_dump(),
@@ -204,21 +204,30 @@ def _parts(view: dict[str, Any]) -> list[int | None]:
     ]
 
 
+def _file_count(view: dict[str, Any]) -> int:
+    """How many files the export has (the view may show only the first ones)."""
+    count = view.get("file_count")
+    shown = len(_parts(view))
+    return count if isinstance(count, int) and shown <= count <= files.MAX_PART_NUMBER else shown
+
+
 async def file_links(
     services: Services, view: dict[str, Any]
 ) -> list[tuple[int | None, SignedLink | None]]:
-    """A fresh link to each file of a completed export, in order: (part, link)."""
+    """A fresh link to each file the view shows, in order: (part, link)."""
+    return [(part, await _file_link(services, view, part)) for part in _parts(view)]
+
+
+async def _file_link(
+    services: Services, view: dict[str, Any], part: int | None
+) -> SignedLink | None:
     args = (view["project_id"], view["id"], view["format"], view["compression"])
-    links: list[tuple[int | None, SignedLink | None]] = []
-    for part in _parts(view):
-        link = await signed_link(
-            services,
-            files.file_key(*args, part=part),
-            expires_at=file_expiry(view),
-            filename=files.download_filename(view["dataset"], *args[1:], part=part),
-        )
-        links.append((part, link))
-    return links
+    return await signed_link(
+        services,
+        files.file_key(*args, part=part),
+        expires_at=file_expiry(view),
+        filename=files.download_filename(view["dataset"], *args[1:], part=part),
+    )
 
 
 async def manifest_link(services: Services, view: dict[str, Any]) -> SignedLink | None:

@@ -24,6 +24,10 @@ from service.jobs.model import (
 )
 from service.jobs.status import JobStatus
 
+# A status event must fit the broker and a page of views be signed quickly: a split export
+# shows its first files only (each entry is ~200 bytes; the manifest lists every file).
+MAX_FILES_SHOWN = 100
+
 
 class ExportFileView(BaseModel):
     """One file of a completed export. Status events carry no links; the API adds a fresh one."""
@@ -94,10 +98,12 @@ class JobView(BaseModel):
         description="SHA-256 of the file as stored (hex; imports: the source); null when an "
         "export has several files (each has its own in `files`).",
     )
+    file_count: int | None = Field(None, description="Completed exports: how many files.")
     files: list[ExportFileView] | None = Field(
         None,
-        description="Completed exports: every file, in order, with rows, bytes and SHA-256 (and, "
-        "from the API, a fresh link to each).",
+        description="Completed exports: the files, in order, with rows, bytes and SHA-256 (and, "
+        f"from the API, a fresh link to each); the first {MAX_FILES_SHOWN} of a larger export "
+        "(the manifest lists them all; `/download?part=N` reaches any).",
     )
     manifest: ManifestView | None = Field(
         None, description="Completed exports: the manifest stored beside the files."
@@ -217,7 +223,7 @@ def job_view(job: Job) -> dict[str, Any]:
 def _export_files(job: Job) -> dict[str, Any]:
     result = job.result
     if not isinstance(result, ExportResult):
-        return {"files": None, "manifest": None}
+        return {"file_count": None, "files": None, "manifest": None}
     if result.files:
         shown = [
             {
@@ -229,7 +235,7 @@ def _export_files(job: Job) -> dict[str, Any]:
                 "url": None,
                 "expires_at": None,
             }
-            for file in result.files
+            for file in result.files[:MAX_FILES_SHOWN]
         ]
     else:  # finished before exports had several files: its one file
         shown = [
@@ -248,7 +254,7 @@ def _export_files(job: Job) -> dict[str, Any]:
         if result.manifest_key
         else None
     )
-    return {"files": shown, "manifest": manifest}
+    return {"file_count": len(result.files) or 1, "files": shown, "manifest": manifest}
 
 
 def _import_fields(job: Job) -> dict[str, Any]:

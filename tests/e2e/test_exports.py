@@ -241,6 +241,7 @@ async def test_a_split_export_links_every_file_and_its_manifest(
     assert parts >= 2
     assert view["max_rows_per_file"] == 300
     assert [file["part"] for file in view["files"]] == list(range(1, parts + 1))
+    assert view["file_count"] == parts
     assert view["file_sha256"] is None
 
     rows: list[list[str]] = []
@@ -280,3 +281,36 @@ async def test_a_split_export_links_every_file_and_its_manifest(
     brevo = {"api-key": headers["Authorization"][7:]}
     process = await http.get(f"/v3/processes/{view['process_id']}", headers=brevo)
     assert process.json()["export_url"].split("?")[0] == data["url"].split("?")[0]
+
+
+async def test_files_past_those_the_view_shows_are_reached_by_part(
+    source: dict[str, list[dict[str, Any]]],
+    ferry: RunningFerry,
+    e2e_settings: Settings,
+    e2e_db: Database,
+    http: httpx.AsyncClient,
+) -> None:
+    project = source["project"][0]["project_id"]
+    filters = {"start_time": (END - SPAN).isoformat(), "end_time": END.isoformat()}
+    expected = select(source["rows"], filters)
+    per_file = -(-len(expected) // 120)  # about 120 files, more than the view shows
+    job_id = str(uuid.uuid4())
+    request = export_request(
+        project_id=project, job_id=job_id, filters=filters, max_rows_per_file=per_file
+    )
+    headers = await api_key(e2e_db, project)
+    await publish(e2e_settings.kafka, [request], key=project.encode())
+    view = await wait_for_job(http, job_id, headers, timeout=120)
+    assert view["status"] == "completed", view
+    count = view["file_count"]
+    assert count > len(view["files"]) == 100
+    last = await http.get(f"/v1/exports/{job_id}/download?part={count}", headers=headers)
+    assert last.status_code == httpx.codes.FOUND
+    async with httpx.AsyncClient() as anonymous:
+        body = (await anonymous.get(last.headers["location"])).content
+        manifest = (await anonymous.get(view["manifest"]["url"])).json()
+    header, *rows = list(csv.reader(io.StringIO(body.decode(), newline="")))
+    assert header == ALL_COLUMNS
+    assert [row[0] for row in rows] == [row["_id"] for row in expected[(count - 1) * per_file :]]
+    assert len(manifest["files"]) == count
+    assert manifest["files"][-1]["sha256"] == hashlib.sha256(body).hexdigest()
