@@ -121,7 +121,7 @@ class Exporter:
             written = await output.close()
         except BaseException as exc:
             stopping = time.monotonic()
-            keep = await _worth_continuing(exc, context)
+            keep = _worth_continuing(exc, context)
             try:
                 await asyncio.shield(output.detach() if keep else self._discard(output))
             except Exception:
@@ -192,18 +192,17 @@ def _result(written: list[WrittenFile], manifest_key: str) -> ExportResult:
     )
 
 
-async def _worth_continuing(exc: BaseException, context: JobContext) -> bool:
+def _worth_continuing(exc: BaseException, context: JobContext) -> bool:
     """Whether the attempt's upload and files stay for a later attempt to continue: yes when
     one will come (a transient failure, a worker handing its jobs back) and when the job is no
     longer this attempt's (its new owner may be continuing them); no when the job ends here
-    (cancelled, or failed for good)."""
+    (cancelled, timed out, or failed for good)."""
     if isinstance(exc, LeaseLostError):
         return True
     if isinstance(exc, asyncio.CancelledError):
-        try:
-            return not await asyncio.shield(context.cancel_requested())
-        except Exception:  # noqa: BLE001 - lease lost or database down: leave things as they are
-            return True
+        # The runner says when it stops an attempt for good; otherwise this is a shutdown
+        # (the job is handed back) or a lost lease.
+        return not context.ends_here
     if isinstance(exc, Exception):
         return classify(exc).transient
     return True

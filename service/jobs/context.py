@@ -23,6 +23,16 @@ class JobContext:
         self._lease_duration = lease_duration
         self._interval = progress_interval
         self._last_saved = time.monotonic()
+        self._ends_here = False
+
+    @property
+    def ends_here(self) -> bool:
+        """True once the runner stops this attempt for good (cancelled, timed out): no later
+        attempt will continue its work, so it may throw away what it wrote."""
+        return self._ends_here
+
+    def end_here(self) -> None:
+        self._ends_here = True
 
     async def progress(self, rows_processed: int, fraction: float | None) -> None:
         """Record progress, at most once per interval: each save is a write and an event."""
@@ -44,10 +54,6 @@ class JobContext:
     async def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
         """Record where this attempt got to, for the next attempt should this one die."""
         await self._ledger.save_checkpoint(self.lease, checkpoint)
-
-    async def cancel_requested(self) -> bool:
-        """Whether a cancel was asked for (LeaseLostError if the job is no longer ours)."""
-        return await self._ledger.cancel_requested(self.lease)
 
     async def confirm_lease(self) -> None:
         """Raise LeaseLostError unless this attempt still owns the job (and extend the lease)."""

@@ -200,7 +200,9 @@ async def test_a_cancelled_export_leaves_no_files_and_no_upload(
     assert not run.done(), "the export finished before it could be cancelled"
     assert checkpoint is not None
     assert checkpoint.open_file is not None
+    # What the runner's watcher does when it sees the cancel request.
     await ledger.request_cancel(job.project_id, job.id, reason="test")
+    context.end_here()
     run.cancel()
     await asyncio.gather(run, return_exceptions=True)
     for file in checkpoint.files:
