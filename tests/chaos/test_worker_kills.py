@@ -4,15 +4,20 @@ big export whose worker is killed twice mid-upload, continued each time from its
 from __future__ import annotations
 
 import asyncio
+import csv
+import gzip
 import hashlib
+import io
 import json
 import random
 import time
 import uuid
+from typing import Any
 
 import pytest
 
 from service.clock import utcnow
+from service.config import Settings
 from service.database import Database
 from service.events.submit import export_request
 from service.exports.checkpoints import Checkpoint
@@ -134,23 +139,49 @@ BATCH = 200
 
 
 async def checkpoint_past(
-    database: Database, job_id: str, *, attempt: int, parts: int, timeout: float = 180
+    database: Database, job_id: str, *, attempt: int, rows: int, timeout: float = 180
 ) -> Checkpoint:
-    """Wait until attempt `attempt` of the job has stored `parts` parts of its file."""
+    """Wait until attempt `attempt` of the job has a checkpoint past `rows` rows."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         document = await database[JOBS_COLLECTION].find_one({"_id": job_id}) or {}
         assert document.get("status") != "completed", "the export ended before the kill"
         found = document.get("checkpoint")
-        if document.get("attempt") == attempt and found and found.get("open_file"):
-            checkpoint = Checkpoint.from_document(found)
-            assert checkpoint.open_file is not None
-            if len(checkpoint.open_file.parts) >= parts:
-                return checkpoint
+        if document.get("attempt") == attempt and found and found["rows"] >= rows:
+            return Checkpoint.from_document(found)
         await asyncio.sleep(0.05)
-    raise AssertionError(f"attempt {attempt} did not reach {parts} parts")
+    raise AssertionError(f"attempt {attempt} did not get past {rows} rows")
 
 
+def stored_rows(settings: Settings, keys: list[str], *, gzipped: bool) -> tuple[list[str], bytes]:
+    """The ids in the files, in order, and the files' bytes (the last one's)."""
+    ids: list[str] = []
+    data = b""
+    for key in keys:
+        response = _minio(settings).get_object(settings.s3.bucket, key)
+        try:
+            data = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        text = (gzip.decompress(data) if gzipped else data).decode()
+        ids += [row["id"] for row in csv.DictReader(io.StringIO(text, newline=""))]
+    return ids, data
+
+
+CASES = {
+    # One CSV file of ~30 MB: six parts.
+    "csv": {"rows": 6000, "request": {}},
+    # Random text gzipped 2:1, ~21 MB in two files of at most 11 MiB, each of several parts
+    # (every part its own gzip member).
+    "gzip-split": {
+        "rows": 8000,
+        "request": {"compression": "gzip", "max_file_bytes": 11 * 1024 * 1024},
+    },
+}
+
+
+@pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize(
     "scenario",
     [
@@ -165,51 +196,44 @@ async def checkpoint_past(
     indirect=True,
 )
 async def test_a_big_export_killed_twice_continues_from_its_checkpoints(
-    scenario: Scenario, scenario_db: Database
+    case: str, scenario: Scenario, scenario_db: Database
 ) -> None:
-    project = "kills-resume"
-    expected = await seed(scenario_db, project, 6000, padding=5000)  # ~30 MB: six parts
+    spec: dict[str, Any] = CASES[case]
+    project = f"resume-{case}"
+    gzipped = spec["request"].get("compression") == "gzip"
+    expected = await seed(scenario_db, project, spec["rows"], padding=5000, noise=gzipped)
     scenario.start_worker()
     job_id = str(uuid.uuid4())
-    await publish(
-        scenario.settings.kafka,
-        [export_request(project_id=project, job_id=job_id, filters=FILTERS)],
-        key=project.encode(),
-    )
+    request = export_request(project_id=project, job_id=job_id, filters=FILTERS, **spec["request"])
+    await publish(scenario.settings.kafka, [request], key=project.encode())
 
     lost: list[int] = []
     resumed_from: list[int] = []
-    rows_per_part: list[float] = []
-    for attempt, parts in ((1, 2), (2, 4)):
-        checkpoint = await checkpoint_past(scenario_db, job_id, attempt=attempt, parts=parts)
+    for attempt, share in ((1, 0.2), (2, 0.6)):
+        await checkpoint_past(scenario_db, job_id, attempt=attempt, rows=int(len(expected) * share))
         scenario.kill(scenario.workers[0])
         # What the killed attempt had read beyond its last checkpoint is read again: at least
-        # the progress it had published past the checkpoint (the ledger's view of it).
+        # the progress it had published past it (saved every 0.1 s, so it may trail the
+        # checkpoint: then this says 0).
         document = await scenario_db[JOBS_COLLECTION].find_one({"_id": job_id})
         assert document is not None
         final = Checkpoint.from_document(document["checkpoint"])
-        # (Progress is saved every 0.1 s, so it may trail the checkpoint: then this says 0.)
         lost.append(max(0, document["progress"]["rows_processed"] - final.rows))
         resumed_from.append(final.rows)
-        assert final.open_file is not None
-        rows_per_part.append(final.rows / len(final.open_file.parts))
-        assert final.rows >= checkpoint.rows
         scenario.start_worker()
 
-    jobs = await until_finished(scenario_db, [job_id], timeout=240, logs=scenario.logs())
+    jobs = await until_finished(scenario_db, [job_id], timeout=300, logs=scenario.logs())
     job = jobs[0]
     assert job.status is JobStatus.COMPLETED, (job.error_code, job.error_message)
     assert job.attempt == 3
-    assert isinstance(job.result, ExportResult)
-    assert exported_ids(scenario.settings, job.result.object_key) == expected  # once, in order
-    response = _minio(scenario.settings).get_object(
-        scenario.settings.s3.bucket, job.result.object_key
-    )
-    try:
-        assert hashlib.sha256(response.read()).hexdigest() == job.result.file_sha256
-    finally:
-        response.close()
-        response.release_conn()
+    result = job.result
+    assert isinstance(result, ExportResult)
+    if "max_file_bytes" in spec["request"]:
+        assert len(result.files) >= 2
+        assert all(file.size_bytes <= spec["request"]["max_file_bytes"] for file in result.files)
+    ids, last = stored_rows(scenario.settings, [f.key for f in result.files], gzipped=gzipped)
+    assert ids == expected  # every row once, in order
+    assert hashlib.sha256(last).hexdigest() == result.files[-1].sha256
     assert incomplete_uploads(scenario.settings) == []
     # Each new attempt said where it continued from: the last checkpoint, not row zero.
     logs = "\n".join(path.read_text() for path in sorted(scenario.workdir.glob("worker-*.log")))
@@ -218,7 +242,9 @@ async def test_a_big_export_killed_twice_continues_from_its_checkpoints(
     assert logged == resumed_from, logs[-5000:]
     assert 0 < resumed_from[0] < resumed_from[1] < len(expected)
     # A kill costs at most the part in flight, the one filling and the batches prefetched.
-    assert all(n <= 2 * per + 2 * BATCH for n, per in zip(lost, rows_per_part, strict=True)), lost
-    record("1b resumed export", "rows / kills", f"{len(expected)} / 2")
-    record("1b resumed export", "continued from rows", resumed_from)
-    record("1b resumed export", "rows re-read per kill (at least)", lost)
+    rows_per_part = PART / (result.file_size_bytes / len(expected))
+    assert all(n <= 2 * rows_per_part + 2 * BATCH for n in lost), lost
+    name = f"1b resumed export ({case})"
+    record(name, "rows / files / kills", f"{len(expected)} / {len(result.files)} / 2")
+    record(name, "continued from rows", resumed_from)
+    record(name, "rows re-read per kill (at least)", lost)
