@@ -284,12 +284,17 @@ class MultipartUpload:
         )
 
     async def abort(self) -> None:
-        await asyncio.to_thread(
-            self._client._abort_multipart_upload,  # noqa: SLF001
-            self.bucket,
-            self.key,
-            self.upload_id,
-        )
+        """Abort the upload; one already completed or aborted is fine."""
+        try:
+            await asyncio.to_thread(
+                self._client._abort_multipart_upload,  # noqa: SLF001
+                self.bucket,
+                self.key,
+                self.upload_id,
+            )
+        except S3Error as exc:
+            if exc.code != "NoSuchUpload":
+                raise
 
     def _iter_parts(self) -> Iterator[Part]:
         for part in self._parts:

@@ -170,10 +170,12 @@ class FileSequence:
         return list(self._written)
 
     async def abort(self) -> None:
-        """Throw away the file being written; files already closed are left to the caller."""
+        """Throw away the file being written, even if it was being closed when the attempt was
+        stopped; files already closed are left to the caller."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await writer.abort()
+            await self._store.delete(writer.key)  # completed just before the stop, perhaps
 
     async def detach(self) -> None:
         """Stop, leaving the upload in progress for a later attempt to continue."""
