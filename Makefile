@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest chaos schemas bench bench-import bench-webhooks bench-relay clean
+.PHONY: run test lint typecheck pytest chaos schemas bench bench-cpu bench-import bench-webhooks bench-relay clean
 
 run: $(STAMP)
 	$(BIN)/ferry dev --demo
@@ -21,7 +21,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest --durations=15  # the slowest tests, for whoever makes the suite faster
+	# Two processes: the fault-injection scenarios in one, the whole-stack tests in the other,
+	# the rest spread over both; the slowest tests listed, for whoever makes the suite faster.
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=15
 
 # The fault-injection suite alone (it is also part of `make test`).
 chaos: $(STAMP)
@@ -33,6 +35,10 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/export.py
+
+# Ferry's own CPU per row (worker process), next to the bare Arrow path: issue 15's figures.
+bench-cpu: $(STAMP)
+	$(BIN)/python bench/cpu.py
 
 bench-import: $(STAMP)
 	$(BIN)/python bench/import.py

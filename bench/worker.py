@@ -31,6 +31,12 @@ class BenchWorker:
     def __exit__(self, *_: object) -> None:
         self._process.stop()
 
+    @property
+    def pid(self) -> int:
+        if self._process.process is None:
+            raise RuntimeError("the worker is not running")
+        return self._process.process.pid
+
     def peak_rss_kib(self) -> int:
         """The worker's peak resident memory so far (VmHWM)."""
         if self._process.process is None:

@@ -248,8 +248,10 @@ def submit_export(
     ] = None,
     direction: Annotated[str, typer.Option(help="outbound or inbound.")] = "outbound",
     dataset: Annotated[str, typer.Option(help="Dataset to export.")] = "messages",
-    export_format: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
-    gzip: Annotated[bool, typer.Option(help="Compress the file with gzip.")] = False,
+    export_format: Annotated[str, typer.Option("--format", help="csv, jsonl or parquet.")] = "csv",
+    gzip: Annotated[
+        bool, typer.Option(help="Compress the file with gzip (csv and jsonl only).")
+    ] = False,
     columns: Annotated[str | None, typer.Option(help="Comma-separated subset of columns.")] = None,
     job_id: Annotated[str | None, typer.Option(help="Choose the job id (a UUID).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Repeats make no new job.")] = None,
@@ -269,6 +271,10 @@ def submit_export(
     from service.clock import uuid7
     from service.events.submit import export_request, publish_request
 
+    if export_format == "parquet" and gzip:
+        raise typer.BadParameter(
+            "parquet files are compressed inside (zstd); drop --gzip", param_hint="--gzip"
+        )
     settings = _settings()
     filters = {"start_time": start, "end_time": end, "direction": direction}
     optional = {
@@ -299,35 +305,63 @@ def submit_export(
             raise typer.Exit(1)
 
 
+_LINE_SECONDS = 5.0  # how often `--wait` prints progress when not on a terminal
+
+
 async def _follow_job(settings: Settings, job_id: str, *, wait_seconds: float) -> Job | None:
-    """Show the job's progress from the ledger until it finishes; None if it did not in time."""
+    """Show the job's progress from the ledger until it finishes; None if it did not in time.
+
+    On a terminal a bar with the ETA; elsewhere (a log, CI) a line each time the status, the
+    reason for waiting or the ETA changes."""
+    from service.clock import utcnow
     from service.database import connect
     from service.jobs.ledger import Ledger
-    from service.jobs.status import FINISHED
+    from service.jobs.queue import Queue
+    from service.jobs.status import FINISHED, JobStatus
+    from service.progress_text import eta_text, progress_line
 
     client = connect(settings.mongo, app_name="ferry-cli")
-    ledger = Ledger(client[settings.mongo.database], event_source="/ferry/cli")
+    database = client[settings.mongo.database]
+    ledger = Ledger(database, event_source="/ferry/cli")
+    queue = Queue(database, max_running_per_project=settings.worker.max_running_per_project)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
+    last_state, last_printed = ("", False), 0.0
     try:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.fields[rows]} rows"),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=console,
         ) as bar:
-            task = bar.add_task("waiting for a worker", total=100, rows=0)
+            task = bar.add_task("waiting for a worker", total=100, rows=0, eta="")
             while loop.time() < deadline:
                 job = await ledger.get(job_id)
                 if job is not None:
+                    now = utcnow()
+                    waiting = (
+                        await queue.waiting(job.id) if job.status is JobStatus.PENDING else None
+                    )
                     percent = job.progress.percent or (100.0 if job.status in FINISHED else 0.0)
                     bar.update(
                         task,
                         description=job.status.value,
                         completed=percent,
                         rows=job.progress.rows_processed,
+                        eta=eta_text(job.progress.eta, now)
+                        if job.status is JobStatus.PROCESSING
+                        else (waiting.reason if waiting else ""),
                     )
+                    # Off a terminal: a line when the status changes or an ETA first shows,
+                    # else every few seconds.
+                    state = (job.status.value, job.progress.eta is not None)
+                    if not console.is_terminal and (
+                        state != last_state or loop.time() - last_printed >= _LINE_SECONDS
+                    ):
+                        console.print(progress_line(job, waiting, now))
+                        last_state, last_printed = state, loop.time()
                     if job.status in FINISHED:
                         return job
                 await asyncio.sleep(0.3)

@@ -26,6 +26,12 @@ def rfc3339(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
+def rfc3339_seconds(value: datetime) -> str:
+    """`2025-12-06T12:00:30Z`: the seed APIs' form, whole seconds (the fraction is dropped, so an
+    instant shown is never later than the real one)."""
+    return rfc3339(as_utc(value).replace(microsecond=0))
+
+
 def uuid7() -> str:
     """A UUIDv7 (RFC 9562): time-ordered, so ids sort by creation. Python 3.11 has no uuid7()."""
     unix_ms = time.time_ns() // 1_000_000

@@ -12,6 +12,8 @@ class FerryError(Exception):
 
     code: ClassVar[str] = "INTERNAL_ERROR"
     http_status: ClassVar[int] = 500
+    # Whether the same work may succeed if tried again (the runner retries it with backoff).
+    transient: ClassVar[bool] = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -40,6 +40,7 @@ from service.jobs.cancellation import cancel_from_request
 from service.jobs.instrumented import InstrumentedExecutor
 from service.jobs.ledger import Ledger
 from service.jobs.runner import Runner
+from service.jobs.workers import WorkerPresence
 from service.leadership import Leadership
 from service.observability.health import Check, dependency_checks, serving_health
 from service.observability.metrics import JOBS_RUNNING, set_build_info
@@ -123,6 +124,7 @@ async def run_worker(
         part_size=settings.s3.part_size_bytes,
         escape_formulas=settings.export.escape_formulas,
     )
+    presence = WorkerPresence(database)
     runner = Runner(
         ledger,
         {"export": InstrumentedExecutor(exporter), "import": InstrumentedExecutor(importer)},
@@ -133,6 +135,7 @@ async def run_worker(
             "export": settings.export.max_running_seconds,
             "import": settings.imports.max_running_seconds,
         },
+        presence=presence,
     )
     intake = RequestIntake(
         ledger,
@@ -189,6 +192,7 @@ async def run_worker(
 
     async with serving_health(settings.observability, readiness=readiness, liveness=liveness):
         await ledger.ensure_indexes()
+        await presence.ensure_indexes()
         # The datasets' indexes: those exports read by and the unique ones imports rely on.
         await ensure_dataset_indexes(database)
         await store.ensure_bucket()

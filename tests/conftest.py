@@ -17,6 +17,17 @@ from service.storage import ObjectStore
 from tests.support.infra import Infra, drop_test_database, running_infra
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two processes), the fault-injection scenarios stay
+    together in one process, one after the other, as do the whole-stack tests: each suite shares
+    its servers and running Ferry processes, and its timing bounds assume no twin of itself on
+    the same cores. Everything else is spread over both."""
+    for item in items:
+        suite = item.path.parent.name
+        if suite in {"chaos", "e2e"}:
+            item.add_marker(pytest.mark.xdist_group(suite))
+
+
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     with running_infra(tmp_path_factory.mktemp("infra")) as running:

@@ -24,6 +24,7 @@ from service.api.status_feed import subscribe_status_feed
 from service.config import Settings
 from service.database import connect
 from service.events.kafka import make_broker
+from service.jobs.queue import Queue
 from service.observability.health import dependency_checks
 from service.observability.health import router as health_router
 from service.observability.metrics import set_build_info
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
             limiter=RateLimiter(
                 rate=settings.api.rate_limit_per_second, burst=settings.api.rate_limit_burst
             ),
+            queue=Queue(database, max_running_per_project=settings.worker.max_running_per_project),
         )
         app.state.readiness_checks = dependency_checks(database, broker, store)
         set_build_info()

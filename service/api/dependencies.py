@@ -13,6 +13,7 @@ from service.api.ratelimit import RateLimiter
 from service.api.read_model import ReadModel
 from service.config import Settings
 from service.errors import UnauthorizedError
+from service.jobs.queue import Queue
 from service.storage import ObjectStore
 
 
@@ -23,6 +24,7 @@ class Services:
     keys: ApiKeys
     store: ObjectStore
     limiter: RateLimiter
+    queue: Queue
 
 
 def _services(request: Request) -> Services:

@@ -125,4 +125,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("api.unexpected_error", exc_info=exc)
-        return error_response(request, 500, "INTERNAL_ERROR", "an unexpected error occurred")
+        response = error_response(request, 500, "INTERNAL_ERROR", "an unexpected error occurred")
+        # Answered by Starlette's outermost middleware, outside `assign_request_id`: the id the
+        # log line and the body carry goes on the header here.
+        response.headers["X-Request-Id"] = request_id(request)
+        return response

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from service.api.dependencies import ProjectDep, Services, ServicesDep
 from service.api.envelope import ErrorEnvelope, Meta, PageMeta, envelope
@@ -33,20 +33,8 @@ _ERRORS = documented_errors(
 _TO_IMPORT = links_from_first_item("/data/0/id", "import_id", {"GetImport": "getImport"})
 
 
-class ReportLink(BaseModel):
-    rows: int = Field(description="Rows in the report.")
-    url: str | None = Field(description="A freshly signed link; null once the report expired.")
-    expires_at: str | None = Field(description="When the link stops working.")
-
-
 class ImportView(JobView):
     """An import job: counts by outcome and the reports, each with a fresh link."""
-
-    reports: dict[str, ReportLink] | None = Field(  # type: ignore[assignment]
-        None,
-        description="The reports that have rows, by name: a Brevo category (`invalid_emails`, "
-        "`duplicate_email_id`, ...) or `rejected_rows` (all rejected rows, with the reason).",
-    )
 
 
 class ImportEnvelope(BaseModel):

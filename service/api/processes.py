@@ -2,10 +2,14 @@
 `GET /v3/processes`, authenticated by the `api-key` header, errors in Brevo's shape.
 
 Statuses: pending -> queued, processing -> in_process, completed -> completed, failed -> failed,
-cancelled -> cancelled, and expired -> completed (the process did complete; its files were
-deleted at the end of their retention, so it has no links any more). `info` appears for
-completed imports (links to the reports, null for empty categories) and exports (rows and
-bytes); `export_url` for completed exports. Links are signed afresh on every request.
+cancelled -> cancelled, and expired -> completed: Brevo shows a process whose file is gone as
+the completed process it was, with its `info` but without `export_url` (Ferry adds
+`expired: true`; an expired import's report links are all null). `info` appears for completed
+imports (links to the reports, null for empty categories) and exports (rows and bytes);
+`export_url` for completed exports. Links are signed afresh on every request. A failed process
+carries `error: {code, message}`, an extra field Brevo's SDK keeps (its models allow extras).
+Every process has a Brevo name: its dataset's, else the closest real one for its kind
+(`CONTACT_EXPORT`, `IMPORTUSER`), also for requests naming no known dataset.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from service.api.exports import export_link
 from service.api.links import report_links
 from service.api.surfaces import BrevoError, documented_errors, links_from_first_item
 from service.datasets import get_dataset
+from service.datasets.base import CLOSEST_PROCESS_NAMES
 from service.errors import InvalidRequestError, NotFoundError
 from service.imports.model import BREVO_CATEGORIES
 from service.jobs.status import JobStatus
@@ -84,12 +89,27 @@ class ProcessInfo(BaseModel):
     export: ExportInfo | None = None
 
 
+class ProcessError(BaseModel):
+    code: str = Field(description="Machine-readable reason, e.g. `INVALID_FILTER`.")
+    message: str = Field(description="What went wrong and what to fix.")
+
+
 class Process(BaseModel):
     id: int = Field(description="The process id (int64).")
     name: str = Field(examples=["IMPORTUSER", "CONTACT_EXPORT", "EXPORT_WEBHOOK"])
     status: Literal["queued", "in_process", "completed", "failed", "cancelled"]
-    info: ProcessInfo | None = Field(None, description="Completed imports and exports only.")
-    export_url: str | None = Field(None, description="Completed exports only: a fresh link.")
+    info: ProcessInfo | None = Field(
+        None, description="Completed (and expired) imports and exports only."
+    )
+    export_url: str | None = Field(
+        None, description="Completed exports only, while the file is kept: a fresh link."
+    )
+    expired: bool | None = Field(
+        None, description="Ferry's addition: true once the process's files were deleted."
+    )
+    error: ProcessError | None = Field(
+        None, description="Ferry's addition, failed processes only: why it failed."
+    )
 
 
 class ProcessList(BaseModel):
@@ -144,8 +164,15 @@ async def _process(services: Services, view: dict[str, Any]) -> dict[str, Any]:
         "name": _name(view),
         "status": BREVO_STATUS[status],
     }
-    if status is not JobStatus.COMPLETED:
+    if status is JobStatus.FAILED:
+        process["error"] = {
+            "code": view.get("error_code") or "FAILED",
+            "message": view.get("error_message") or "the process failed",
+        }
+    if status not in {JobStatus.COMPLETED, JobStatus.EXPIRED}:
         return process
+    if status is JobStatus.EXPIRED:
+        process["expired"] = True
     if view["kind"] == "import":
         links = await report_links(services, view)
         process["info"] = {
@@ -160,7 +187,7 @@ async def _process(services: Services, view: dict[str, Any]) -> dict[str, Any]:
                 "file_size": view.get("file_size_bytes") or 0,
             }
         }
-        link = await export_link(services, view)
+        link = await export_link(services, view) if status is JobStatus.COMPLETED else None
         if link is not None:
             process["export_url"] = link.url
     return process
@@ -170,4 +197,4 @@ def _name(view: dict[str, Any]) -> str:
     try:
         return get_dataset(view["dataset"]).process_name(view["kind"])
     except InvalidRequestError:  # a request for an unknown dataset, failed at once
-        return str(view["kind"]).upper()
+        return CLOSEST_PROCESS_NAMES[view["kind"]]

@@ -21,11 +21,9 @@ from pymongo import DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from service.clock import utcnow
 from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
 from service.events.contracts import is_valid_project_id
-from service.imports import files as import_files
 from service.imports.model import BREVO_CATEGORIES, REJECTED_ROWS
 from service.jobs.view import JobView
 
@@ -197,41 +195,14 @@ class ReadModel:
         last = documents[limit - 1]
         return views, _encode_cursor(last["created_at"], str(last["_id"]))
 
-    async def waiting_info(
-        self, view: dict[str, Any], *, max_running_per_project: int
-    ) -> tuple[int, str]:
-        """For a pending job: its place in its project's queue (1 = next) and why it waits."""
-        created_at = datetime.fromisoformat(view["created_at"])
-        project = view["project_id"]
-        ahead = await self._views.count_documents(
-            {
-                "project_id": project,
-                "status": "pending",
-                "$or": [
-                    {"created_at": {"$lt": created_at}},
-                    {"created_at": created_at, "_id": {"$lt": view["id"]}},
-                ],
-            }
-        )
-        running = await self._views.count_documents({"project_id": project, "status": "processing"})
-        next_attempt = view.get("next_attempt_at")
-        if next_attempt and datetime.fromisoformat(next_attempt) > utcnow():
-            code = (view.get("last_error") or {}).get("code", "a transient error")
-            reason = f"retrying after {code} at {next_attempt} (attempt {view['attempt'] + 1})"
-        elif running >= max_running_per_project:
-            reason = f"project limit of {max_running_per_project} running jobs reached"
-        else:
-            reason = "waiting for a free worker"
-        return ahead + 1, reason
-
 
 def refusal(view: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one return per reason
     """Why `view` cannot be a job as Ferry shows it; None when it can.
 
     Beyond the view's model: the job id is a UUID in its canonical form, the project id has the
-    form requests are held to, and every report is one Ferry writes, at the key Ferry writes it
-    to. The API derives the keys it signs from these (never reads them from the event), so a
-    view that passes cannot name another project's files."""
+    form requests are held to, and every report is one Ferry writes, without a link. The API
+    derives the keys it signs from these (an event names no key), so a view that passes cannot
+    name another project's files."""
     try:
         JobView.model_validate(view)
     except ValidationError as exc:
@@ -247,8 +218,8 @@ def refusal(view: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one return p
     for name, report in (view.get("reports") or {}).items():
         if name not in REPORT_NAMES:
             return f"data.reports: {name!r} is not a report Ferry writes"
-        if report["key"] != import_files.report_key(project_id, job_id, name):
-            return f"data.reports.{name}.key: not where Ferry writes this job's report"
+        if report["url"] is not None or report["expires_at"] is not None:
+            return f"data.reports.{name}: links are signed when read, never taken from an event"
     return None
 
 

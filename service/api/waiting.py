@@ -1,5 +1,5 @@
-"""For a pending job: its place in its project's queue and why it waits. Computed when asked:
-the queue moves without any event of this job."""
+"""For a pending job: its place in line and why it waits, from what the workers hold (see
+service/jobs/queue.py). Computed when asked: the queue moves without any event of this job."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from service.jobs.status import JobStatus
 async def with_waiting_info(services: Services, view: dict[str, Any]) -> dict[str, Any]:
     if view["status"] != JobStatus.PENDING:
         return view
-    position, reason = await services.read_model.waiting_info(
-        view, max_running_per_project=services.settings.worker.max_running_per_project
-    )
-    return {**view, "queue_position": position, "waiting_reason": reason}
+    waiting = await services.queue.waiting(view["id"])
+    if waiting is None:  # the ledger has moved on; the read model catches up with its event
+        return view
+    return {**view, "queue_position": waiting.position, "waiting_reason": waiting.reason}

@@ -23,6 +23,11 @@ Document = Mapping[str, Any]
 Cell = str | int | float | bool | datetime | list[int] | None
 
 
+# Brevo's names for a job of each kind whose dataset names none, or that names no known
+# dataset at all (a request that could not be understood): the closest real process names.
+CLOSEST_PROCESS_NAMES: Mapping[str, str] = {"export": "CONTACT_EXPORT", "import": "IMPORTUSER"}
+
+
 @dataclass(frozen=True)
 class Column:
     """One exported column: its name in the file and the document field it comes from."""
@@ -107,8 +112,9 @@ class Dataset(Generic[FiltersT]):
         return ""
 
     def process_name(self, kind: str) -> str:
-        """The job's `name` in Brevo's process view."""
-        return self.process_names.get(kind, f"{self.name}_{kind}".upper())
+        """The job's `name` in Brevo's process view: the dataset's own for the kind, else the
+        closest real Brevo name (a messages import is no Brevo process, but an import is)."""
+        return self.process_names.get(kind) or CLOSEST_PROCESS_NAMES[kind]
 
     def view_fields(self, filters: FiltersT) -> dict[str, Any]:
         """How the filters appear in the job as the API shows it (`filter_<name>` by default)."""

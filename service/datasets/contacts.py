@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from service.clock import rfc3339
 from service.datasets.base import Column, Dataset, UniqueIndex
 
 # A file's identifier columns (header names, matched case-insensitively) and their fields.
@@ -83,6 +84,14 @@ class ContactsDataset(Dataset[ContactFilters]):
 
     def more_columns_hint(self) -> str:
         return ", or attribute names (letters, digits and _), e.g. FIRSTNAME"
+
+    def view_fields(self, filters: ContactFilters) -> dict[str, Any]:
+        # In HookBridge's shape the time range is the contacts' modification time: from
+        # `modified_since` (the job view shows the open start when there is none), unbounded.
+        fields = super().view_fields(filters)
+        since = filters.modified_since
+        fields["filter_start_time"] = rfc3339(since) if since is not None else None
+        return fields
 
 
 _COLUMNS = (

@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    model_validator,
+)
 
 from service.clock import rfc3339
 from service.jobs.model import Compression, ExportFormat
@@ -111,8 +119,14 @@ class ExportRequestedData(JobRequestData):
         description="The dataset's filters; for `messages`: start_time and end_time (required, "
         "RFC 3339), status, endpoint_id, inbound_endpoint_id, direction (outbound|inbound)."
     )
-    format: ExportFormat = "csv"
-    compression: Compression = "none"
+    format: ExportFormat = Field(
+        "csv",
+        description="csv (RFC 4180, UTF-8, CRLF), jsonl (JSON Lines) or parquet (typed columns, "
+        "zstd-compressed inside the file).",
+    )
+    compression: Compression = Field(
+        "none", description="gzip the file (csv and jsonl; Parquet compresses its own pages)."
+    )
     columns: list[str] | None = Field(
         None, min_length=1, description="A subset of the dataset's columns, in the order wanted."
     )
@@ -122,7 +136,8 @@ class ExportRequestedData(JobRequestData):
         le=MAX_FILE_BYTES,
         description="Split the output into numbered files of at most this many bytes each (as "
         "stored, i.e. compressed when gzip), cut on row boundaries; every file is valid on its "
-        "own (CSV: with the header). A single row larger than this gets a file of its own.",
+        "own (CSV: with the header). A single row larger than this gets a file of its own. "
+        "Not with parquet (use max_rows_per_file).",
     )
     max_rows_per_file: int | None = Field(
         None,
@@ -130,6 +145,20 @@ class ExportRequestedData(JobRequestData):
         le=MAX_ROWS_PER_FILE,
         description="Split the output into numbered files of at most this many rows each.",
     )
+
+    @model_validator(mode="after")
+    def _compression_fits_format(self) -> ExportRequestedData:
+        if self.format == "parquet" and self.compression != "none":
+            raise ValueError(
+                "parquet files are compressed inside (zstd); use compression 'none' with parquet"
+            )
+        if self.format == "parquet" and self.max_file_bytes is not None:
+            raise ValueError(
+                "max_file_bytes is not supported with parquet (its writer buffers whole row "
+                "groups, so a file's size is not known until it is cut); use max_rows_per_file "
+                "to split parquet output"
+            )
+        return self
 
 
 class ExportRequested(CloudEvent):

@@ -161,6 +161,9 @@ class RequestIntake:
             )
         elif accepted.outcome == "duplicate":
             bound.info("request.duplicate", request_id=job.request_id)
+        elif accepted.outcome == "reused":
+            self._on_accepted()
+            bound.info("request.idempotency_key_reused", first_job_id=accepted.first_job_id)
         else:
             self._on_accepted()
             bound.info(

@@ -55,18 +55,34 @@ async def _tolerant_parse(
     """FastStream's parsing, fed headers it can read. Its own decodes every header value as
     UTF-8 before any handler runs, and raises on a null or non-UTF-8 one, where the record
     would get no verdict. The handler still sees the record as it arrived (`raw_message`)."""
-    readable = [
-        (name, (value or b"").decode(errors="replace").encode()) for name, value in record.headers
-    ]
-    message = await parse(dataclasses.replace(record, headers=readable))
+    message = await parse(_readable_headers(record))
     message.raw_message = record
     return message
 
 
-async def _undecoded(message: StreamMessage[Any]) -> bytes:
-    """The body as it arrived. FastStream's own decoder would parse JSON before any handler
-    runs, and raise there, unseen and without a verdict, on what it cannot read (a value nested
-    5,000 brackets deep, an integer of 5,000 digits): the record would come back forever."""
+async def _tolerant_batch_parse(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    parse: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """`_tolerant_parse` for a batch: one record with a null header would otherwise fail the
+    whole batch, unseen, and the batch would come back forever."""
+    message = await parse(tuple(_readable_headers(record) for record in records))
+    message.raw_message = records
+    return message
+
+
+def _readable_headers(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    readable = [
+        (name, (value or b"").decode(errors="replace").encode()) for name, value in record.headers
+    ]
+    return dataclasses.replace(record, headers=readable)
+
+
+async def _undecoded(message: StreamMessage[Any]) -> bytes | list[bytes]:
+    """The body as it arrived (for a batch, the list of bodies). FastStream's own decoder would
+    parse JSON before any handler runs, and raise there, unseen and without a verdict, on what
+    it cannot read (a value nested 5,000 brackets deep, an integer of 5,000 digits): the record
+    would come back forever."""
     return message.body
 
 
@@ -157,6 +173,10 @@ def subscribe_batches(
         # A new group starts from what the topic still holds.
         auto_offset_reset="earliest",
         batch=True,
+        # Headers made readable, bodies left undecoded: no record can fail the batch before
+        # `handle` sees it (the handlers tell an unreadable event from a good one themselves).
+        parser=_tolerant_batch_parse,
+        decoder=_undecoded,
         max_records=_MAX_BATCH,
         batch_timeout_ms=_BATCH_TIMEOUT_MS,
         fetch_max_wait_ms=_FETCH_MAX_WAIT_MS,

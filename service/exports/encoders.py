@@ -3,6 +3,10 @@
 CSV follows RFC 4180 (UTF-8, CRLF, a header row, quotes only where needed). Cells that a
 spreadsheet would run as a formula are prefixed with `'` (OWASP's advice) unless disabled.
 JSON Lines writes one object per row with the same column names and native JSON types.
+
+These row-by-row encoders are the reference: the exporter encodes column-wise through Arrow
+(arrow_encoders.py), byte for byte the same, and falls back to their cell rules for values of
+mixed types.
 """
 
 from __future__ import annotations
@@ -117,4 +121,6 @@ def make_encoder(
 ) -> Encoder:
     if export_format == "csv":
         return CsvEncoder(columns, escape_formulas=escape_formulas)
-    return JsonLinesEncoder(columns)
+    if export_format == "jsonl":
+        return JsonLinesEncoder(columns)
+    raise ValueError(f"no row-by-row encoder for {export_format}: see parquet_writer.py")

@@ -1,32 +1,39 @@
 """The exporter: a dataset's rows, streamed from MongoDB through an encoder into one object, or
 into numbered files when the request limits their size, plus a manifest beside them.
 
-The cursor is read in batches, the next batch is fetched while the current one is encoded, and
+The cursor is read in raw BSON batches, the next batch is fetched while the current one is
+decoded and encoded (column-wise, through Arrow: see arrow_batches.py and arrow_encoders.py), and
 bytes leave in multipart parts, so memory does not grow with the export and the event loop is
-never blocked by encoding.
+never blocked by decoding or encoding. A file cut falls inside a batch as a row range of it
+(file_parts.py); each file has its own encoder, finished when the file closes.
+
+Parquet resumes only at file boundaries: a Parquet file's footer describes all its row groups,
+so a file cannot be continued by another attempt. A split Parquet export continues after its
+last closed file; a one-file Parquet export restarts from zero after a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from pymongo.asynchronous.cursor import AsyncCursor
+from bson.codec_options import CodecOptions
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
 from service.datasets import get_dataset
-from service.datasets.base import Document
+from service.datasets.base import Column, Dataset
 from service.errors import LeaseLostError
 from service.exports import files
+from service.exports.arrow_batches import BatchDecoder, RawBatchCursor, prefetched_raw_batches
+from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
 from service.exports.checkpoints import after_filter, key_of, sort_fields
-from service.exports.encoders import make_encoder
 from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
 from service.exports.manifest import build_manifest, encode_manifest
+from service.exports.parquet_writer import ParquetEncoder
 from service.exports.resume import abort_stale_upload, usable_checkpoint
 from service.jobs.context import JobContext
 from service.jobs.failures import classify
@@ -61,7 +68,6 @@ class Exporter:
         dataset = get_dataset(job.dataset)
         filters = dataset.parse_filters(job.filters)
         columns = dataset.select_columns(job.columns)
-        encoder = make_encoder(job.format, columns, escape_formulas=self._escape_formulas)
         limits = FileLimits(max_bytes=job.max_file_bytes, max_rows=job.max_rows_per_file)
         start = await usable_checkpoint(self._store, job)
         await abort_stale_upload(self._store, job, split=limits.split, checkpoint=start)
@@ -71,8 +77,10 @@ class Exporter:
             key_for=lambda part: files.file_key(
                 job.project_id, job.id, job.format, job.compression, part=part
             ),
-            header=encoder.header(),
-            encode=encoder.encode,
+            new_encoder=lambda: make_batch_encoder(
+                job.format, dataset, columns, escape_formulas=self._escape_formulas
+            ),
+            sort_fields=sort_fields(dataset.sort),
             content_type=files.content_type(job.format, job.compression),
             part_size=self._part_size,
             gzip=job.compression == "gzip",
@@ -84,6 +92,7 @@ class Exporter:
                 save=lambda checkpoint: context.save_checkpoint(checkpoint.to_document()),
                 data_as_of=data_as_of,
                 start=start,
+                mid_file=job.format != "parquet",
             ),
         )
         if start is not None:
@@ -94,27 +103,35 @@ class Exporter:
                 files=len(start.files),
                 parts=len(start.open_file.parts) if start.open_file else 0,
             )
+            # The ETA counts only what this attempt does; rows_processed continues from the
+            # checkpoint's rows (output.rows starts there).
+            fraction = dataset.estimate_progress(filters, start.after)
+            if fraction is not None:
+                context.resumed_from(fraction)
         # A one-file export whose file was closed has nothing left to read.
         finished = start is not None and not limits.split and bool(start.files)
         query = dataset.query(job.project_id, filters)
         if start is not None and start.after:
             query = {"$and": [query, after_filter(dataset.sort, start.after)]}
-        projection = {column.field: 1 for column in columns} | dict.fromkeys(
-            sort_fields(dataset.sort), 1
-        )
+        collection = self._db[dataset.collection]
+        # The sort fields come along so that each batch knows where it ends (progress, resume).
+        fields = sort_fields(dataset.sort)
+        projection = dict.fromkeys((*(column.field for column in columns), *fields), 1)
         cursor = (
-            self._db[dataset.collection]
-            .find(query, projection)
+            RawBatchCursor(collection, query, projection)
             .sort(list(dataset.sort))
             .batch_size(self._batch_size)
         )
+        codec: CodecOptions[dict[str, Any]] = collection.codec_options
+        decoder = BatchDecoder(columns, dataset.record_model, fields, codec)
         try:
             if not finished:
-                async for batch in _prefetched_batches(cursor, self._batch_size):
+                async for raw in prefetched_raw_batches(cursor):
+                    batch = await asyncio.to_thread(decoder.decode, raw)
                     await output.write(batch)
-                    ROWS.labels(kind=job.kind, dataset=job.dataset).inc(len(batch))
+                    ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
                     await context.progress(
-                        output.rows, dataset.estimate_progress(filters, batch[-1])
+                        output.rows, dataset.estimate_progress(filters, batch.last_document)
                     )
             # Files become visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
@@ -208,16 +225,15 @@ def _worth_continuing(exc: BaseException, context: JobContext) -> bool:
     return True
 
 
-async def _prefetched_batches(
-    cursor: AsyncCursor[dict[str, Any]], size: int
-) -> AsyncIterator[Sequence[Document]]:
-    """Batches of the cursor, the next one already being fetched while the caller works."""
-    upcoming = asyncio.ensure_future(cursor.to_list(size))
-    try:
-        while batch := await upcoming:
-            upcoming = asyncio.ensure_future(cursor.to_list(size))
-            yield batch
-    finally:
-        upcoming.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await upcoming
+def make_batch_encoder(
+    export_format: str,
+    dataset: Dataset[Any],
+    columns: Sequence[Column],
+    *,
+    escape_formulas: bool,
+) -> BatchEncoder:
+    if export_format == "parquet":
+        return ParquetEncoder(columns, dataset.record_model)
+    if export_format == "jsonl":
+        return ArrowJsonLinesEncoder(columns)
+    return ArrowCsvEncoder(columns, escape_formulas=escape_formulas)

@@ -20,6 +20,8 @@ from typing import Any
 
 from service.datasets.base import Document
 from service.errors import FerryError
+from service.exports.arrow_batches import RowBatch
+from service.exports.arrow_encoders import BatchEncoder
 from service.exports.checkpoints import Checkpoint, ClosedFile, OpenFile, StoredPart
 from service.exports.object_writer import ObjectWriter, ResumedUpload, UploadedPart
 from service.storage import ObjectStore
@@ -67,6 +69,9 @@ class Resumable:
     save: Callable[[Checkpoint], Awaitable[None]]
     data_as_of: datetime
     start: Checkpoint | None = None
+    # False for formats whose file cannot be continued mid-way (Parquet: its footer describes
+    # every row group): checkpoints are then taken only when a file closes.
+    mid_file: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,8 @@ class FileSequence:
         store: ObjectStore,
         *,
         key_for: Callable[[int | None], str],
-        header: bytes,
-        encode: Callable[[Sequence[Document]], bytes],
+        new_encoder: Callable[[], BatchEncoder],
+        sort_fields: Sequence[str],
         content_type: str,
         part_size: int,
         gzip: bool,
@@ -98,8 +103,9 @@ class FileSequence:
     ) -> None:
         self._store = store
         self._key_for = key_for
-        self._header = header
-        self._encode = encode
+        self._new_encoder = new_encoder
+        self._sort_fields = list(sort_fields)
+        self._encoder: BatchEncoder | None = None
         self._content_type = content_type
         self._part_size = part_size
         self._gzip = gzip
@@ -132,6 +138,9 @@ class FileSequence:
             self._writer = self._new_writer(
                 opened.key, resume=ResumedUpload(opened.upload_id, parts)
             )
+            # The header is in the stored parts; the encoders that can continue a file mid-way
+            # (CSV, JSON Lines) carry no state from one batch to the next.
+            self._encoder = self._new_encoder()
             self._file_rows = opened.rows
 
     @property
@@ -144,21 +153,22 @@ class FileSequence:
         """The files closed so far."""
         return list(self._written)
 
-    async def write(self, rows: Sequence[Document]) -> None:
-        remaining = rows
-        while remaining:
-            writer = await self._open()
-            take = len(remaining)
+    async def write(self, batch: RowBatch) -> None:
+        """Write a batch, cut into row ranges where a file ends."""
+        done = 0
+        while done < batch.row_count:
+            writer, encoder = await self._open()
+            take = batch.row_count - done
             if self._limits.max_rows is not None:
                 take = min(take, self._limits.max_rows - self._file_rows)
-            chunk, remaining = remaining[:take], remaining[take:]
-            data = await asyncio.to_thread(self._encode, chunk)
+            chunk = batch.slice(done, done + take, self._sort_fields)
+            data = await asyncio.to_thread(encoder.encode, chunk)
             if await self._fits(writer, len(data)):
                 await self._put(writer, data, chunk)
+                done += take
             else:
-                written = await self._fill_row_by_row(writer, chunk)
-                remaining = [*chunk[written:], *remaining]
-            if remaining or await self._full(writer):
+                done += await self._fill_row_by_row(writer, encoder, chunk)
+            if done < batch.row_count or await self._full(writer):
                 await self._finish()
 
     async def close(self) -> list[WrittenFile]:
@@ -174,6 +184,7 @@ class FileSequence:
         stopped; files already closed are left to the caller."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
+            self._encoder = None
             await writer.abort()
             await self._store.delete(writer.key)  # completed just before the stop, perhaps
 
@@ -181,26 +192,33 @@ class FileSequence:
         """Stop, leaving the upload in progress for a later attempt to continue."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
+            self._encoder = None
             await writer.detach()
 
-    async def _fill_row_by_row(self, writer: ObjectWriter, rows: Sequence[Document]) -> int:
+    async def _fill_row_by_row(
+        self, writer: ObjectWriter, encoder: BatchEncoder, rows: RowBatch
+    ) -> int:
         """Put as many of `rows` into the current file as fit; how many did. A file's first row
-        always goes in, however large, so that every row lands somewhere."""
+        always goes in, however large, so that every row lands somewhere. (Only for byte limits,
+        which only the stateless encoders take: CSV and JSON Lines.)"""
+        fields = self._sort_fields
         pending: list[bytes] = []
         size = 0
-        for count, row in enumerate(rows):
-            data = await asyncio.to_thread(self._encode, [row])
+        for count in range(rows.row_count):
+            data = await asyncio.to_thread(encoder.encode, rows.slice(count, count + 1, fields))
             if (self._file_rows or pending) and not await self._fits(writer, size + len(data)):
                 if not pending:
                     return 0
-                await self._put(writer, b"".join(pending), rows[count - len(pending) : count])
+                first = count - len(pending)
+                await self._put(writer, b"".join(pending), rows.slice(first, count, fields))
                 pending, size = [], 0
                 if not await self._fits(writer, len(data)):
                     return count
             pending.append(data)
             size += len(data)
-        await self._put(writer, b"".join(pending), rows[len(rows) - len(pending) :])
-        return len(rows)
+        first = rows.row_count - len(pending)
+        await self._put(writer, b"".join(pending), rows.slice(first, rows.row_count, fields))
+        return rows.row_count
 
     async def _fits(self, writer: ObjectWriter, more: int) -> bool:
         limit = self._limits.max_bytes
@@ -214,26 +232,28 @@ class FileSequence:
             return True
         return not await self._fits(writer, 1)
 
-    async def _put(self, writer: ObjectWriter, data: bytes, rows: Sequence[Document]) -> None:
-        if not rows:
+    async def _put(self, writer: ObjectWriter, data: bytes, rows: RowBatch) -> None:
+        if not rows.row_count:
             return
         await writer.write(data)
-        self._file_rows += len(rows)
-        self._rows += len(rows)
+        self._file_rows += rows.row_count
+        self._rows += rows.row_count
         if self._resumable is not None:
-            self._after = self._resumable.key_of(rows[-1])
-            await writer.boundary(_Mark(self._rows, self._file_rows, self._after))
+            self._after = self._resumable.key_of(rows.last_document)
+            if self._resumable.mid_file:
+                await writer.boundary(_Mark(self._rows, self._file_rows, self._after))
 
-    async def _open(self) -> ObjectWriter:
-        if self._writer is not None:
-            return self._writer
+    async def _open(self) -> tuple[ObjectWriter, BatchEncoder]:
+        if self._writer is not None and self._encoder is not None:
+            return self._writer, self._encoder
         part = len(self._written) + 1 if self._limits.split else None
         if part is not None and part > self._max_files:
             raise TooManyFilesError(self._max_files)
         self._writer = self._new_writer(self._key_for(part))
+        self._encoder = self._new_encoder()
         self._file_rows = 0
-        await self._writer.write(self._header)
-        return self._writer
+        await self._writer.write(self._encoder.header())
+        return self._writer, self._encoder
 
     def _new_writer(self, key: str, *, resume: ResumedUpload | None = None) -> ObjectWriter:
         return ObjectWriter(
@@ -243,7 +263,7 @@ class FileSequence:
             part_size=self._part_size,
             gzip=self._gzip,
             on_upload_started=self._on_upload_started,
-            on_part=self._part_stored if self._resumable else None,
+            on_part=self._part_stored if self._resumable and self._resumable.mid_file else None,
             resume=resume,
         )
 
@@ -294,8 +314,11 @@ class FileSequence:
         if writer is None:
             return
         part = self._number_of(len(self._written) + 1)
+        if self._encoder is not None:
+            await writer.write(await asyncio.to_thread(self._encoder.finish))
         written = await writer.close()
         self._writer = None
+        self._encoder = None
         self._written.append(
             WrittenFile(writer.key, part, self._file_rows, written.size, written.sha256)
         )

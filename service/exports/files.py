@@ -15,6 +15,7 @@ from service.jobs.model import Compression, ExportFormat
 _CONTENT_TYPES: dict[ExportFormat, str] = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
 }
 MANIFEST_CONTENT_TYPE = "application/json"
 # Five digits keep the names sorting in order; the number of files is capped well below this.

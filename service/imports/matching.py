@@ -11,6 +11,10 @@ Re-running an import is safe: every identifier is unique per project, so a row a
 matches the contact it made and changes nothing. Each write also records the job and line that
 made it (`last_import`), so a retried attempt counts a row it finds already applied as what the
 first attempt did (created or updated) rather than as unchanged.
+
+A dry run's plan has the same outcomes and rejections; the documents of the contacts it would
+create are left empty, since nothing writes them (building them was a third of a dry run's
+cost per row).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ Outcome = Literal["created", "updated", "unchanged"]
 Key = object  # a stored contact's _id, or a NewContact of this batch
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class NewContact:
     """A contact this batch creates; it gets its contact_id when written."""
 
@@ -72,25 +76,25 @@ def plan_batch(
             if doc.get(name) is not None:
                 owners[name][doc[name]] = key
     plan = Plan()
+    dry_run = options.dry_run
     for row in rows:
-        target = next(
-            (
-                owners[name][row.identifiers[name]]
-                for name in MATCH_ORDER
-                if row.identifiers.get(name) in owners[name]
-            ),
-            None,
-        )
-        clash = _conflict(row, target, owners, state)
+        identifiers = row.identifiers
+        target: Key | None = None
+        clash: str | None = None
+        if _owned(identifiers, owners):  # most rows of most imports meet no contact
+            target = _match(identifiers, owners)
+            clash = _conflict(row, target, owners, state)
         if clash is not None:
             plan.rejections.append(
                 Rejection(row.line, "identifier_conflict", clash, row.fields, row.raw)
             )
             continue
         if target is None:
-            new = NewContact(_new_document(row, project_id, options, job_id, now), [row.line])
+            # A dry run writes nothing: the document is not built.
+            document = {} if dry_run else _new_document(row, project_id, options, job_id, now)
+            new = NewContact(document, [row.line])
             plan.creates.append(new)
-            for name, value in row.identifiers.items():
+            for name, value in identifiers.items():
                 owners[name][value] = new
             plan.outcomes.append((row, "created"))
             continue
@@ -104,6 +108,23 @@ def plan_batch(
         _record(plan, target, doc, changed, list_ids=options.list_ids, mark=mark, now=now)
         plan.changes[target].lines.append(row.line)
     return plan
+
+
+def _owned(identifiers: dict[str, str], owners: dict[str, dict[str, Key]]) -> bool:
+    """Whether any identifier of the row belongs to a contact (stored, or created earlier)."""
+    for name, value in identifiers.items():  # noqa: SIM110 - a loop: any() over a generator costs more per row
+        if value in owners[name]:
+            return True
+    return False
+
+
+def _match(identifiers: dict[str, str], owners: dict[str, dict[str, Key]]) -> Key | None:
+    """The contact the row's first identifier in MATCH_ORDER belongs to, if any."""
+    for name in MATCH_ORDER:
+        value = identifiers.get(name)
+        if value is not None and (owner := owners[name].get(value)) is not None:
+            return owner
+    return None
 
 
 def _record(

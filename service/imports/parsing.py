@@ -1,12 +1,15 @@
 """The file, read twice, in bounded memory, on a worker thread (the work is CPU-bound parsing):
 
-1. `scan`: the whole file is decoded and parsed, rows are counted and the bytes hashed, so a file
-   that is too large, not text, or has an unusable header fails before any contact is written.
-2. `ContactFile.batches`: rows again, now validated and checked for duplicates, in batches.
+1. `scan`: the whole file is decoded and parsed (blocks without quotes are only counted), rows are
+   counted and the bytes hashed, so a file that is too large, not text, or has an unusable
+   header fails before any contact is written.
+2. `ContactFile.batches`: rows again, a group at a time: validated column by column, checked for
+   duplicates (the table sized from the scan's count), and cut into batches.
 
-Both read the source chunk by chunk; nothing holds more than a chunk of text, one record (at most
-a MiB of text, see reader.py) and a batch, which is bounded by rows and by its estimated size in
-memory, so that wide or ragged rows make smaller batches. A ragged row's fields are dropped once
+Both read the source chunk by chunk; nothing holds more than a chunk of text and its lines, the
+block being parsed (16 KiB of text, or a record carried across blocks, at most a MiB; see
+reader.py) and a batch, which is bounded by rows and by its estimated size in memory, so that
+wide or ragged rows make smaller batches. A ragged row's fields are dropped once
 it is rejected (its report needs only its text): a line of a million commas is a million fields.
 
 Both stop at the next chunk when their `stop` event is set (the job was cancelled or ran out of
@@ -17,15 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from bisect import bisect_left
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from itertools import accumulate
 
 from service.imports.duplicates import DuplicateFinder
 from service.imports.errors import FileTooLargeError, InvalidFileError
 from service.imports.header import Header, parse_header
-from service.imports.reader import CsvRecords, Record
+from service.imports.reader import CsvRecords
 from service.imports.text import decoded
-from service.imports.validation import ContactRow, Rejection, validate
+from service.imports.validation import ContactRow, Rejection, validate_group
 
 # What a record costs in memory beyond its text, per field kept (the list's pointer and a small
 # string object) and per row (the record, the row and their dicts): the batch's size estimate.
@@ -86,8 +91,8 @@ def scan(
     records = CsvRecords(decoded(metered, encoding))
     _header(records)
     rows = 0
-    for _ in records:
-        rows += 1
+    for group in records.groups(counted_only=True):
+        rows += len(group)
         if rows > max_rows:
             raise FileTooLargeError(
                 f"the file has more than the limit of {max_rows} rows (FERRY_IMPORTS__MAX_ROWS)"
@@ -116,8 +121,10 @@ class ContactFile:
         encoding: str | None,
         max_field_chars: int,
         stop: threading.Event | None = None,
+        expected_rows: int = 0,
     ) -> None:
         self._metered = Metered(chunks, stop=stop)
+        self._expected_rows = expected_rows  # the scan's count: the duplicate table's size
         self._records = CsvRecords(decoded(self._metered, encoding))
         self.header: Header = _header(self._records)
         self._max_field_chars = max_field_chars
@@ -125,53 +132,44 @@ class ContactFile:
     def batches(self, size: int, max_bytes: int) -> Generator[Batch, None, None]:
         """Batches of at most `size` rows, and of about `max_bytes` in memory: a batch ends
         with the row that takes it past `max_bytes`."""
-        duplicates = DuplicateFinder()
+        duplicates = DuplicateFinder(self._expected_rows)
         batch = Batch()
-        for record in self._records:
-            outcome = self._row(record)
-            batch.footprint += footprint(outcome)
-            if isinstance(outcome, Rejection):
-                batch.rejections.append(outcome)
-            else:
-                earlier = duplicates.earlier(outcome.identifiers)
-                if earlier is None:
-                    duplicates.accept(outcome.identifiers, outcome.line)
-                    batch.rows.append(outcome)
+        header, limit = self.header, self._max_field_chars
+        only = header.identifiers[0][1] if len(header.identifiers) == 1 else None
+        for group in self._records.groups():
+            valid = validate_group(group, header, max_field_chars=limit)
+            outcomes = duplicates.sift(valid, only=only)
+            sizes = [
+                ROW_BYTES + len(outcome.raw) + FIELD_BYTES * len(outcome.fields or ())
+                for outcome in outcomes
+            ]  # footprint(), written out
+            start = 0
+            while start < len(outcomes):
+                # As many as the batch takes, by rows and by bytes: through the row that
+                # takes it to `size` rows or past `max_bytes`.
+                room = size - len(batch)
+                stop = start + room
+                ends = list(accumulate(sizes[start:stop], initial=batch.footprint))
+                over = bisect_left(ends, max_bytes, lo=1)
+                full = over < len(ends)
+                if full:
+                    stop = start + over
+                    batch.footprint = ends[over]
                 else:
-                    name, line = earlier
-                    batch.rejections.append(
-                        Rejection(
-                            outcome.line,
-                            f"duplicate_{name}",
-                            f"{name.upper()} {outcome.identifiers[name]} is already on line {line}",
-                            outcome.fields,
-                            outcome.raw,
-                        )
-                    )
-            if len(batch) >= size or batch.footprint >= max_bytes:
-                batch.bytes_read = self._metered.count
-                yield batch
-                batch = Batch()
+                    batch.footprint = ends[-1]
+                    stop = min(stop, len(outcomes))
+                for outcome in outcomes[start:stop]:
+                    if type(outcome) is ContactRow:
+                        batch.rows.append(outcome)
+                    else:
+                        batch.rejections.append(outcome)  # type: ignore[arg-type]
+                start = stop
+                if full or len(batch) >= size:
+                    batch.bytes_read = self._metered.count
+                    yield batch
+                    batch = Batch()
         batch.bytes_read = self._metered.count
         yield batch
-
-    def _row(self, record: Record) -> ContactRow | Rejection:
-        if record.fields is None:
-            return Rejection(
-                record.line, "malformed_row", f"the row cannot be read: {record.error}", None,
-                record.raw,
-            )  # fmt: skip
-        outcome = validate(
-            record.line,
-            record.fields,
-            record.raw,
-            self.header,
-            max_field_chars=self._max_field_chars,
-        )
-        if isinstance(outcome, Rejection) and outcome.category is None:
-            # Only category reports repeat the fields; rejected_rows has the row's text.
-            outcome = replace(outcome, fields=None)
-        return outcome
 
 
 def footprint(outcome: ContactRow | Rejection) -> int:

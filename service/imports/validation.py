@@ -10,9 +10,15 @@ surrounding spaces trimmed; a blank cell is None.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
+from typing import NamedTuple, cast
 
 from service.imports.header import Header
+from service.imports.reader import Group
 
 # Deliberately plain: ASCII addresses as mail systems and Brevo accept them. Internationalised
 # addresses are rejected rather than guessed at.
@@ -38,12 +44,16 @@ CATEGORIES = {
 }
 
 
-@dataclass(slots=True)
-class ContactRow:
+class ContactRow(NamedTuple):
+    """A row that can be imported. A tuple, so that a group's rows are made in one C loop."""
+
     line: int
     identifiers: dict[str, str]  # field -> normalised value, only those given
     attributes: dict[str, str | None]  # name -> value, None for a blank cell
-    fields: list[str]
+    # A tuple once validated: a row of strings, dicts of strings and tuples is dropped from the
+    # garbage collector's tracking, so that rows waiting in a batch cost it nothing (a list
+    # would keep them tracked, and each full collection would walk every row in memory).
+    fields: Sequence[str]
     raw: str
 
 
@@ -52,7 +62,7 @@ class Rejection:
     line: int
     reason: str
     message: str
-    fields: list[str] | None
+    fields: Sequence[str] | None
     raw: str
 
     @property
@@ -123,3 +133,163 @@ def validate(
         )
     attributes = {name: (fields[column].strip() or None) for column, name in header.attributes}
     return ContactRow(line, identifiers, attributes, fields, raw)
+
+
+# Validating a group of rows column by column: a column's values joined one per line, checked
+# by one regex call that captures the valid ones (each value is matched whole, as by
+# `fullmatch`), and lower-cased in one call. Files whose values hold line breaks (quoted) take
+# the value by value path.
+_EMAIL_LINES = re.compile(
+    "(?:(" + _EMAIL.pattern.replace("?P<local>", "?:").replace("?P<domain>", "?:") + ")\n|[^\n]*\n)"
+)
+_E164_LINES = re.compile(f"(?:({_E164.pattern})\n|[^\n]*\n)")
+_PHONE_PREFIX = re.compile(r"^(?:00|\+)?", re.MULTILINE)  # `00` or nothing reads as `+`
+# ContactRow(*values) without the Python-level __new__ of a named tuple.
+_new_row = cast("Callable[[tuple[object, ...]], ContactRow]", partial(tuple.__new__, ContactRow))
+_MISSING = "the row has no identifier: EMAIL, EXT_ID, SMS, WHATSAPP or LANDLINE_NUMBER"
+
+Outcome = ContactRow | Rejection
+
+
+def validate_group(group: Group, header: Header, *, max_field_chars: int) -> list[Outcome]:
+    """What `validate` makes of each record of `group`, in order, computed column by column;
+    unreadable records are rejected, and only rejections with a report category keep their
+    fields (the others' text is enough, and a ragged row's fields can be many)."""
+    lines, raws = group.lines, group.raws
+    rejected = _unusable(group, len(header.names), max_field_chars, header)
+    kept = [index for index in range(len(lines)) if index not in rejected] if rejected else None
+    fields: list[list[str]] = group.fields if kept is None else [group.fields[i] for i in kept]  # type: ignore[assignment,misc]
+    if kept is not None:
+        lines = [lines[index] for index in kept]
+        raws = [raws[index] for index in kept]
+    identifiers, failures = _identifiers(fields, header)
+    attributes = _attributes(fields, header)
+    made: list[Outcome] = list(
+        map(_new_row, zip(lines, identifiers, attributes, map(tuple, fields), raws, strict=True))
+    )
+    for index, (reason, message) in failures.items():
+        keep = fields[index] if reason in CATEGORIES else None
+        made[index] = Rejection(lines[index], reason, message, keep, raws[index])
+    if kept is None:
+        return made
+    outcomes: list[Outcome] = [*rejected.values(), *made]
+    outcomes.sort(key=_line_of)
+    return outcomes
+
+
+def _line_of(outcome: Outcome) -> int:
+    return outcome.line
+
+
+def _unusable(
+    group: Group, width: int, max_field_chars: int, header: Header
+) -> dict[int, Rejection]:
+    """The records rejected before their values are looked at: unreadable, ragged, or with a
+    field too long (in that order, as `validate` checks)."""
+    lines, raws, fields = group.lines, group.raws, group.fields
+    rejected = {
+        index: Rejection(
+            lines[index], "malformed_row", f"the row cannot be read: {error}", None, raws[index]
+        )
+        for index, error in group.errors.items()
+    }
+    if rejected or list(map(len, fields)).count(width) != len(fields):  # type: ignore[arg-type]
+        for index, row in enumerate(fields):
+            if row is not None and len(row) != width:
+                message = f"the row has {len(row)} fields; the header has {width}"
+                rejected[index] = Rejection(lines[index], "ragged_row", message, None, raws[index])
+    if max(map(len, raws), default=0) > max_field_chars:  # no field is longer than its text
+        for index, raw in enumerate(raws):
+            row = fields[index]
+            if len(raw) > max_field_chars and index not in rejected and row is not None:
+                for column, value in enumerate(row):
+                    if len(value) > max_field_chars:
+                        message = (
+                            f"{header.names[column]} has {len(value)} characters; the limit is "
+                            f"{max_field_chars}"
+                        )
+                        rejected[index] = Rejection(
+                            lines[index], "field_too_long", message, None, raw
+                        )
+                        break
+    return rejected
+
+
+def _identifiers(
+    rows: list[list[str]], header: Header
+) -> tuple[list[dict[str, str]], dict[int, tuple[str, str]]]:
+    """Each row's normalised identifiers, and (reason, message) for the rows that cannot be
+    imported: the first invalid identifier in the header's order, else none at all."""
+    failures: dict[int, tuple[str, str]] = {}
+    names = [name for _, name in header.identifiers]
+    columns: list[list[str | None]] = []
+    for column, name in header.identifiers:
+        values = list(map(str.strip, map(itemgetter(column), rows)))
+        normal = _normalised(name, values)
+        if None in normal:
+            for index, value in enumerate(normal):
+                if value is None and index not in failures:
+                    failures[index] = _invalid(name, header.names[column], values[index])
+        columns.append(normal)
+    # A row with an invalid value (None) is rejected: its identifiers are never used.
+    identifiers: list[dict[str, str]]
+    if len(columns) == 1 and "" not in columns[0]:
+        name = names[0]
+        identifiers = [{name: value} for value in cast("list[str]", columns[0])]
+    else:
+        identifiers = [
+            {name: value for name, value in zip(names, values, strict=True) if value}
+            for values in cast("Iterator[tuple[str, ...]]", zip(*columns, strict=True))
+        ]
+        for index, found in enumerate(identifiers):
+            if not found and index not in failures:
+                failures[index] = ("missing_identifier", _MISSING)
+    return identifiers, failures
+
+
+def _invalid(name: str, column_name: str, value: str) -> tuple[str, str]:
+    if name == "email":
+        return "invalid_email", f"{value!r} is not a valid email address"
+    message = (
+        f"{column_name} {value!r} is not a phone number in international form (country code "
+        "first, e.g. +33612345678)"
+    )
+    return f"invalid_{name}", message
+
+
+def _normalised(name: str, values: list[str]) -> list[str | None]:
+    """Each value normalised as `_identifier` does; "" for a blank, None for an invalid one."""
+    if name not in ("email", *PHONE_FIELDS):
+        return values  # type: ignore[return-value]
+    joined = "\n".join(values)
+    if joined.count("\n") != len(values) - 1:  # a value holds a line break
+        return [(_identifier(name, value) if value else "") for value in values]
+    if name == "email":
+        found = _EMAIL_LINES.findall(joined + "\n")
+        normal: list[str | None] = "\n".join(found).lower().split("\n")  # type: ignore[assignment]
+        if max(map(len, values), default=0) > _MAX_LOCAL:  # the lengths, where they matter
+            for index, value in enumerate(values):
+                if len(value) > _MAX_LOCAL and found[index] and normalise_email(value) is None:
+                    normal[index] = None
+    else:
+        compact = _PHONE_PREFIX.sub("+", joined.translate(_PHONE_SEPARATORS))
+        found = _E164_LINES.findall(compact + "\n")
+        normal = found
+    if found.count("") != values.count(""):  # some value did not match
+        for index, value in enumerate(values):
+            if value and not found[index]:
+                normal[index] = None
+    return normal
+
+
+def _attributes(rows: list[list[str]], header: Header) -> list[dict[str, str | None]]:
+    if not header.attributes:
+        return [{} for _ in rows]
+    names = [name for _, name in header.attributes]
+    columns: list[list[str | None]] = []
+    for column, _ in header.attributes:
+        values: list[str | None] = list(map(str.strip, map(itemgetter(column), rows)))
+        if "" in values:  # blank cells are None
+            values = [value or None for value in values]
+        columns.append(values)
+    return list(map(dict, map(zip, repeat(names), zip(*columns, strict=True))))

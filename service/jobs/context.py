@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from service.clock import rfc3339_seconds, utcnow
 from service.errors import LeaseLostError
+from service.jobs.eta import estimate_end
 from service.jobs.ledger import Lease, Ledger
 from service.jobs.model import Progress
 
@@ -24,6 +26,9 @@ class JobContext:
         self._interval = progress_interval
         self._last_saved = time.monotonic()
         self._ends_here = False
+        # The ETA is this attempt's own rate: its start and the share it started from.
+        self._started_at = utcnow()
+        self._start_fraction: float | None = None
 
     @property
     def ends_here(self) -> bool:
@@ -41,11 +46,26 @@ class JobContext:
             return
         self._last_saved = now
         percent = None if fraction is None else round(fraction * 100, 1)
+        end = estimate_end(
+            started_at=self._started_at,
+            now=utcnow(),
+            fraction=fraction,
+            start_fraction=self._start_fraction or 0.0,
+        )
         await self._ledger.save_progress(
             self.lease,
-            Progress(rows_processed=rows_processed, percent=percent),
+            Progress(
+                rows_processed=rows_processed,
+                percent=percent,
+                eta=rfc3339_seconds(end) if end is not None else None,
+            ),
             extend_by=self._lease_duration,
         )
+
+    def resumed_from(self, fraction: float) -> None:
+        """The attempt continues earlier work (a checkpoint) that was `fraction` done: the ETA
+        counts only what this attempt does."""
+        self._start_fraction = fraction
 
     async def record_upload(self, upload_id: str) -> None:
         """Remember the attempt's multipart upload, so a later attempt can abort it."""

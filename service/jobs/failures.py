@@ -27,7 +27,7 @@ class Failure:
 def classify(exc: BaseException) -> Failure:
     message = f"{type(exc).__name__}: {exc}"[:1000]
     if isinstance(exc, FerryError):
-        return Failure(exc.code, exc.message, transient=False)
+        return Failure(exc.code, exc.message, transient=exc.transient)
     if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError):
         return Failure("DATABASE_UNAVAILABLE", message, transient=True)
     if isinstance(exc, ServerError | InvalidResponseError) or (

@@ -22,9 +22,10 @@ from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow, uuid7
 from service.counters import PROCESS_IDS, Counters
-from service.errors import LeaseLostError
+from service.errors import FerryError, LeaseLostError
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.events.outbox import outbox_entry, shard_of
+from service.jobs.idempotency import request_fingerprint, reused_key_job
 from service.jobs.model import Job, JobResult, LastError, Progress
 from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus, allowed_from
@@ -58,8 +59,11 @@ class Lease:
 class Accepted:
     """Outcome of recording a new job: created, a duplicate of an existing one, or a clash."""
 
-    outcome: Literal["created", "duplicate", "conflict"]
+    outcome: Literal["created", "duplicate", "conflict", "reused"]
     job_id: str
+    # "reused": the job that first used the idempotency key (`job_id` is the failed job that
+    # says so).
+    first_job_id: str | None = None
 
 
 CancelOutcome = Literal["cancelled", "cancel_requested", "finished", "not_found"]
@@ -69,8 +73,11 @@ class _ClaimContended(Exception):  # noqa: N818 - a signal, not an error
     """Another worker changed the job between our read and our write."""
 
 
-class LedgerContentionError(Exception):
+class LedgerContentionError(FerryError):
     """A job kept changing under every attempt to change it; transient by nature."""
+
+    code = "LEDGER_CONTENTION"
+    transient = True
 
     def __init__(self, job: str) -> None:
         super().__init__(f"job {job} changed under {_MAX_CAS_ATTEMPTS} attempts to update it")
@@ -162,6 +169,7 @@ class Ledger:
         job = job.model_copy(
             update={
                 "process_id": process_id,
+                "request_fingerprint": job.request_fingerprint or request_fingerprint(job),
                 "run_after": job.created_at,
                 "purge_at": job.created_at + self._record_retention
                 if job.status is JobStatus.FAILED
@@ -184,13 +192,28 @@ class Ledger:
         return Accepted("created", job.id)
 
     async def _duplicate_of(self, job: Job) -> Accepted:
-        clauses: list[dict[str, Any]] = [
-            {"_id": job.id},
-            {"request_source": job.request_source, "request_id": job.request_id},
-        ]
-        if job.idempotency_key is not None:
-            clauses.append({"project_id": job.project_id, "idempotency_key": job.idempotency_key})
-        existing = await self._jobs.find_one({"$or": clauses}, {"project_id": 1})
+        fields = {"project_id": 1, "request_fingerprint": 1}
+        # The same job id or CloudEvent first: a redelivered request is a duplicate of what it
+        # made the first time, even when that was the failed job of a reused key.
+        existing = await self._jobs.find_one(
+            {
+                "$or": [
+                    {"_id": job.id},
+                    {"request_source": job.request_source, "request_id": job.request_id},
+                ]
+            },
+            fields,
+        )
+        if existing is None and job.idempotency_key is not None:
+            existing = await self._jobs.find_one(
+                {"project_id": job.project_id, "idempotency_key": job.idempotency_key}, fields
+            )
+            if existing is not None and existing.get("request_fingerprint") not in {
+                None,  # recorded before fingerprints: taken to be the same request
+                job.request_fingerprint,
+            }:
+                failed = await self.accept(reused_key_job(job, str(existing["_id"])))
+                return Accepted("reused", failed.job_id, first_job_id=str(existing["_id"]))
         if existing is None:  # pragma: no cover - the unique index just said it exists
             raise RuntimeError(f"duplicate job {job.id} vanished")
         outcome: Literal["duplicate", "conflict"] = (
@@ -309,6 +332,9 @@ class Ledger:
                     "lease_owner": owner,
                     "lease_expires_at": now + policy.lease,
                     "slot_id": slot,
+                    # Each attempt reports its own progress: a new one starts from zero, so
+                    # the figures never mix two attempts (they went backwards after a crash).
+                    "progress": Progress().model_dump(),
                 },
                 "$inc": {"attempt": 1, **({"lost_leases": 1} if reclaim else {})},
             }

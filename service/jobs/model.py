@@ -12,13 +12,21 @@ from service.imports.model import ImportOptions, ImportResult, ImportSource
 from service.jobs.status import JobStatus
 
 JobKind = Literal["export", "import"]
-ExportFormat = Literal["csv", "jsonl"]
+ExportFormat = Literal["csv", "jsonl", "parquet"]
 Compression = Literal["none", "gzip"]
 
 
 class Progress(BaseModel):
+    """How far the current attempt has got. Each attempt starts again from zero (a resumed
+    attempt from its checkpoint), so within one attempt the figures never go backwards."""
+
     rows_processed: int = 0
     percent: float | None = Field(None, description="Estimated share done, 0-100, when known.")
+    eta: str | None = Field(
+        None,
+        description="When the attempt is expected to finish (RFC 3339), from its own rate so "
+        "far; null until it can be estimated.",
+    )
 
 
 class LastError(BaseModel):
@@ -82,6 +90,9 @@ class Job(BaseModel):
     # As requested, in JSON form; the dataset re-validates them when the job runs.
     filters: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
+    # SHA-256 of the request's parameters (service/jobs/idempotency.py): a reused key with
+    # other parameters is told from a retry of the same request.
+    request_fingerprint: str | None = None
     # Where the requester wants this job's status changes delivered, besides the project's
     # webhook endpoints; checked as an http(s) URL at intake.
     notify_url: str | None = None

@@ -29,6 +29,7 @@ from service.jobs.context import JobContext
 from service.jobs.failures import classify
 from service.jobs.ledger import ClaimPolicy, Lease, Ledger
 from service.jobs.model import Job, JobResult
+from service.jobs.workers import WorkerPresence
 
 log = structlog.get_logger(__name__)
 BoundLog = structlog.typing.FilteringBoundLogger
@@ -58,11 +59,14 @@ class Runner:
         owner: str,
         retention: timedelta,
         time_limits: Mapping[str, float] | None = None,
+        presence: WorkerPresence | None = None,
     ) -> None:
-        """`time_limits`: the longest an attempt of each kind may run, in seconds."""
+        """`time_limits`: the longest an attempt of each kind may run, in seconds. `presence`:
+        where the runner says it runs and how many jobs it takes (for waiting jobs' reasons)."""
         self._ledger = ledger
         self._executors = executors
         self._time_limits = dict(time_limits or {})
+        self._presence = presence
         self._settings = settings
         self._owner = owner
         self._retention = retention
@@ -86,6 +90,7 @@ class Runner:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            await self._report_presence()
             if len(self._running) < self._settings.concurrency:
                 job = await self._claim()
                 if job is not None:
@@ -94,7 +99,24 @@ class Runner:
                     task.add_done_callback(self._finished)
                     continue
             await self._idle(stop)
+        await self._leave()
         await self._shutdown()
+
+    async def _report_presence(self) -> None:
+        if self._presence is None:
+            return
+        try:
+            await self._presence.report(self._owner, concurrency=self._settings.concurrency)
+        except Exception:
+            log.debug("runner.presence_failed", exc_info=True)
+
+    async def _leave(self) -> None:
+        if self._presence is None:
+            return
+        try:
+            await self._presence.leave(self._owner)
+        except Exception:
+            log.debug("runner.presence_failed", exc_info=True)
 
     async def _claim(self) -> Job | None:
         try:

@@ -3,6 +3,7 @@ webhooks and any other consumer see one shape, built in one place."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,7 +13,7 @@ from service.clock import rfc3339
 from service.datasets import get_dataset
 from service.echo import capped, capped_value
 from service.errors import InvalidRequestError
-from service.imports.model import ImportCounts, ImportOptions, ImportResult, ReportFile
+from service.imports.model import ImportCounts, ImportOptions, ImportResult
 from service.jobs.model import (
     Compression,
     ExportFormat,
@@ -23,6 +24,25 @@ from service.jobs.model import (
     Progress,
 )
 from service.jobs.status import JobStatus
+
+# The time range of a job that selects no time range: every job has `filter_start_time` and
+# `filter_end_time` (HookBridge's clients require both), and these bounds say "unbounded".
+OPEN_START = "1970-01-01T00:00:00Z"
+OPEN_END = "9999-12-31T23:59:59Z"
+
+
+class ReportLink(BaseModel):
+    """One report of an import: its rows and a link. Status events carry no link (`url` and
+    `expires_at` null: a link in an event would go stale); the API signs one on every read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int = Field(description="Rows in the report.")
+    url: str | None = Field(
+        description="A freshly signed link (API); null in events and once the report expired."
+    )
+    expires_at: str | None = Field(description="When the link stops working.")
+
 
 # A status event must fit the broker and a page of views be signed quickly: a split export
 # shows its first files only (each entry is ~200 bytes; the manifest lists every file).
@@ -55,10 +75,16 @@ class ManifestView(BaseModel):
 class JobView(BaseModel):
     """A job in HookBridge's export shape, plus Ferry's additions (`progress`, `version`, ...).
 
-    Imports have the same shape plus `source`, `options`, `counts` and `reports`, and no filters.
+    Every job of every kind, dataset and state has `filter_start_time` and `filter_end_time`
+    (date-times, as HookBridge's clients require): a message export's time range; a contact
+    export's `modified_since` (or the open start) to the open end; an import's, and a request's
+    whose filters could not be understood, the open range `1970-01-01T00:00:00Z` to
+    `9999-12-31T23:59:59Z`, with what was asked for in `requested_filters`.
+    Imports have the same shape plus `source`, `options`, `counts` and `reports`.
     Each dataset adds its export filters as `filter_<name>` fields (for `messages`:
-    `filter_start_time`, `filter_end_time`, `filter_status`, `filter_endpoint_id`,
-    `filter_inbound_endpoint_id`, and `direction`), so they are allowed as extra properties.
+    `filter_status`, `filter_endpoint_id`, `filter_inbound_endpoint_id`, and `direction`), so
+    they are allowed as extra properties. Timestamps are RFC 3339 in UTC with `Z`, as the seed's
+    (`2025-12-06T12:00:30Z`; milliseconds when the instant has them, so jobs keep their order).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -77,6 +103,17 @@ class JobView(BaseModel):
     compression: Compression
     columns: list[str] | None = None
     idempotency_key: str | None = None
+    filter_start_time: str = Field(
+        OPEN_START, description="Start of the job's time range (RFC 3339; see above)."
+    )
+    filter_end_time: str = Field(
+        OPEN_END, description="End of the job's time range (RFC 3339; see above)."
+    )
+    requested_filters: dict[str, Any] | None = Field(
+        None,
+        description="The filters as requested, when they could not be understood (the job "
+        "failed; `error_code` and `error_message` say why). Capped.",
+    )
     notify_url: str | None = Field(
         None, description="Where the requester asked for this job's status changes (webhooks)."
     )
@@ -115,10 +152,11 @@ class JobView(BaseModel):
     )
     options: ImportOptions | None = Field(None, description="Imports: the options asked for.")
     counts: ImportCounts | None = Field(None, description="Imports: rows by outcome, when done.")
-    reports: dict[str, ReportFile] | None = Field(
+    reports: dict[str, ReportLink] | None = Field(
         None,
-        description="Imports: the report files that have rows, by name (a Brevo category, or "
-        "`rejected_rows` for all of them). The API shows fresh links instead of keys.",
+        description="Imports: the reports that have rows, by name: a Brevo category "
+        "(`invalid_emails`, `duplicate_email_id`, ...) or `rejected_rows` (all rejected rows, "
+        "with the reason).",
     )
     error_code: str | None = Field(None, description="Machine-readable reason, when failed.")
     error_message: str | None = Field(
@@ -136,10 +174,14 @@ class JobView(BaseModel):
     )
     queue_position: int | None = Field(
         None,
-        description="API only, pending jobs: place among the project's waiting jobs (1 = next).",
+        description="API only, pending jobs: place in the line workers claim from, across "
+        "projects (1 = next); jobs of other projects at their limit and jobs waiting on a retry "
+        "are not ahead. Null while the job itself waits on a retry.",
     )
     waiting_reason: str | None = Field(
-        None, description="API only, for pending jobs: why the job has not started yet."
+        None,
+        description="API only, pending jobs: what holds the job: its retry backoff, its "
+        "project's limit of running jobs, busy workers, no worker running, or jobs ahead.",
     )
     progress: Progress
     created_at: str
@@ -176,8 +218,7 @@ def job_view(job: Job) -> dict[str, Any]:
     # Every kind carries the import fields (null on exports), so that a status event's data is
     # exactly what /v1 shows for the job, whose model declares them.
     view.update(_import_fields(job))
-    if job.kind != "import":
-        view.update(_filter_fields(job))
+    view.update(_filter_fields(job) if job.kind != "import" else _OPEN_RANGE)
     result = job.result
     size: int | None = None
     sha256: str | None = None
@@ -206,9 +247,14 @@ def job_view(job: Job) -> dict[str, Any]:
                 if job.status is JobStatus.PENDING and job.last_error and job.run_after
                 else None
             ),
-            # Computed by the API when asked (the queue moves without events of this job).
+            # A retry's wait is the job's own: known here, so its events say it too. A place in
+            # line is computed by the API when asked (the queue moves without this job's events).
             "queue_position": None,
-            "waiting_reason": None,
+            "waiting_reason": (
+                backoff_reason(job.last_error.code, job.run_after, job.attempt)
+                if job.status is JobStatus.PENDING and job.last_error and job.run_after
+                else None
+            ),
             "progress": job.progress.model_dump(mode="json"),
             "created_at": rfc3339(job.created_at),
             "started_at": rfc3339(job.started_at) if job.started_at else None,
@@ -257,6 +303,11 @@ def _export_files(job: Job) -> dict[str, Any]:
     return {"file_count": len(result.files) or 1, "files": shown, "manifest": manifest}
 
 
+def backoff_reason(code: str, run_after: datetime, attempt: int) -> str:
+    """Why a job waits after a transient failure of its attempt `attempt`."""
+    return f"retrying after {code} at {rfc3339(run_after)} (attempt {attempt + 1})"
+
+
 def _import_fields(job: Job) -> dict[str, Any]:
     result = job.result if isinstance(job.result, ImportResult) else None
     return {
@@ -264,7 +315,10 @@ def _import_fields(job: Job) -> dict[str, Any]:
         "options": job.options.model_dump(mode="json") if job.options else None,
         "counts": result.counts.model_dump(mode="json") if result else None,
         "reports": (
-            {name: report.model_dump() for name, report in result.reports.items()}
+            {
+                name: {"rows": report.rows, "url": None, "expires_at": None}
+                for name, report in result.reports.items()
+            }
             if result
             else None
         ),
@@ -280,13 +334,27 @@ def _shown_source(job: Job) -> dict[str, str] | None:
     return job.source.model_dump(exclude_none=True)
 
 
+_OPEN_RANGE: dict[str, Any] = {
+    "filter_start_time": OPEN_START,
+    "filter_end_time": OPEN_END,
+    "requested_filters": None,
+}
+
+
 def _filter_fields(job: Job) -> dict[str, Any]:
     try:
         dataset = get_dataset(job.dataset)
-        return dataset.view_fields(dataset.parse_filters(job.filters))
+        fields = dataset.view_fields(dataset.parse_filters(job.filters))
     except InvalidRequestError:
-        # A job that failed because of its request still shows what was asked for.
+        # A job that failed because of its request still shows what was asked for, but not as
+        # `filter_*` fields: clients read those as typed values ("yesterday" is no date-time).
         # Capped: such a request may hold anything, of any size.
         shown = capped_value(job.filters)
         assert isinstance(shown, dict)  # noqa: S101 - a mapping stays a mapping
-        return {f"filter_{name}": value for name, value in shown.items()}
+        return {**_OPEN_RANGE, "requested_filters": shown}
+    return {
+        **_OPEN_RANGE,
+        **fields,
+        "filter_start_time": fields.get("filter_start_time") or OPEN_START,
+        "filter_end_time": fields.get("filter_end_time") or OPEN_END,
+    }

@@ -86,8 +86,9 @@ IMPORT_REJECTIONS = Counter(
 REQUESTS = Counter(
     "ferry_requests",
     "Requests consumed by the intake, by outcome: created (a new job), duplicate (no new job), "
-    "conflict (the job id belongs to another project), cancel, dead_lettered, or dropped (not "
-    "even a bare dead letter could be published; logged as request.dropped).",
+    "conflict (the job id belongs to another project), reused (an idempotency key reused with "
+    "other parameters: a failed job), cancel, dead_lettered, or dropped (not even a bare dead "
+    "letter could be published; logged as request.dropped).",
     ["outcome"],
 )
 DEAD_LETTERS = Counter(

@@ -57,8 +57,8 @@ def webhook_message(raw: bytes) -> WebhookMessage | None:
     """The message for a status event; None for events that are not a status change."""
     try:
         document: Any = json.loads(raw)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
-        raise UnreadableEventError(f"not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
+        raise UnreadableEventError(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
     if not isinstance(document, dict):
         raise UnreadableEventError("a status event must be a JSON object")
     if document.get("type") != JOB_STATUS_CHANGED:

@@ -25,11 +25,30 @@ from service.provisioning import provision
 from tests.support.ferry import FerryProcess, ferry_command
 from tests.support.infra import isolated
 
+# Figures recorded by the scenario running in this process; each test's leave with its report,
+# so that they reach the process that prints the summary (pytest-xdist's controller, or this).
+_RECORDED: list[tuple[str, str, str]] = []
 FIGURES: list[tuple[str, str, str]] = []
+_FIGURE = "chaos-figure"
 
 
 def record(scenario: str, figure: str, value: object) -> None:
-    FIGURES.append((scenario, figure, str(value)))
+    _RECORDED.append((scenario, figure, str(value)))
+
+
+@pytest.fixture(autouse=True)
+def _figures_in_the_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    request.node.user_properties.extend((_FIGURE, figure) for figure in _RECORDED)
+    _RECORDED.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        for name, figure in report.user_properties:
+            if name == _FIGURE and isinstance(figure, tuple | list):  # a list once it travelled
+                scenario, label, value = figure
+                FIGURES.append((str(scenario), str(label), str(value)))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

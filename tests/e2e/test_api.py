@@ -19,7 +19,8 @@ from service.config import Settings
 from service.database import Database
 from service.demo import demo_messages, load_messages
 from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
-from service.events.submit import export_request
+from service.events.submit import export_request, import_request
+from service.imports.files import upload_key
 from service.jobs.view import job_view
 from service.storage import ObjectStore
 from tests.e2e.conftest import api_key, wait_for_job
@@ -129,7 +130,8 @@ async def test_status_events_come_in_order_with_strictly_increasing_versions(
 ) -> None:
     project = f"evt{uuid.uuid4().hex[:6]}"
     end = utcnow()
-    await load_messages(e2e_db, demo_messages(project, 3000, end=end, span=timedelta(days=1)))
+    # Enough rows that the export reports progress (every 0.2 s here) before it ends.
+    await load_messages(e2e_db, demo_messages(project, 20_000, end=end, span=timedelta(days=1)))
     job_id = str(uuid.uuid4())
     filters = {"start_time": (end - timedelta(days=1)).isoformat(), "end_time": end.isoformat()}
     await publish(
@@ -160,10 +162,14 @@ async def test_status_events_come_in_order_with_strictly_increasing_versions(
         ("pending", "processing"),
         ("processing", "completed"),
     ]
-    updates = [e for e in events if e["type"] == JOB_UPDATED]
+    # Progress events: at least one (the relay may drop a superseded one, never all), each
+    # with rows done so far and a share, counts that never go backwards within the attempt.
+    updates = [e for e in events if e["type"] == JOB_UPDATED and e["data"]["progress"]["percent"]]
+    assert updates, "no progress event was published"
     rows = [e["data"]["progress"]["rows_processed"] for e in updates]
     assert rows == sorted(rows)
     assert all(0 < n <= final["row_count"] for n in rows)
+    assert all(0 < e["data"]["progress"]["percent"] <= 100 for e in updates)
     for event in events:
         assert event["specversion"] == "1.0"
         assert event["subject"] == job_id
@@ -215,10 +221,13 @@ async def test_a_forged_status_event_cannot_make_the_api_sign_another_projects_f
     attacker = f"atk{uuid.uuid4().hex[:6]}"
     headers = await api_key(e2e_db, attacker)
 
-    def forged_import(job_id: str, report_key: str) -> dict[str, Any]:
+    def forged_import(job_id: str, report_key: str | None) -> dict[str, Any]:
         data = job_view(a_job(attacker, job_id=job_id, version=9))
         data.update(kind="import", dataset="contacts", previous_status="processing")
-        data["reports"] = {"rejected_rows": {"key": report_key, "rows": 1}}
+        report: dict[str, Any] = {"rows": 1, "url": None, "expires_at": None}
+        if report_key is not None:  # events carry no key; a forged one names the victim's
+            report["key"] = report_key
+        data["reports"] = {"rejected_rows": report}
         return make_event(
             event_id=str(uuid.uuid4()),
             source="/attacker",
@@ -234,10 +243,7 @@ async def test_a_forged_status_event_cannot_make_the_api_sign_another_projects_f
     producer = AIOKafkaProducer(bootstrap_servers=e2e_settings.kafka.bootstrap_servers)
     await producer.start()
     try:
-        for job_id, key in (
-            (forged, victim_file),
-            (honest, f"imports/{attacker}/{honest}/rejected_rows.csv"),
-        ):
+        for job_id, key in ((forged, victim_file), (honest, None)):
             event = forged_import(job_id, key)
             await producer.send_and_wait(
                 e2e_settings.kafka.status_topic, json.dumps(event).encode(), key=b"same"
@@ -251,3 +257,44 @@ async def test_a_forged_status_event_cannot_make_the_api_sign_another_projects_f
     assert_error(await http.get(f"/v1/imports/{forged}", headers=headers), 404, "NOT_FOUND")
     processes = await http.get("/v3/processes", headers={"api-key": headers["Authorization"][7:]})
     assert victim_file not in processes.text
+
+
+async def test_an_imports_last_status_event_is_its_v1_view_but_for_the_links(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"iev{uuid.uuid4().hex[:6]}"
+    store = ObjectStore(e2e_settings.s3)
+    job_id = str(uuid.uuid4())
+    key = upload_key(project, f"{job_id}.csv")
+    await store.put(key, b"EMAIL\r\nann@x.io\r\nnot-an-email\r\n", content_type="text/csv")
+    request = import_request(
+        project_id=project, job_id=job_id, source={"bucket": store.bucket, "key": key}
+    )
+    await publish(e2e_settings.kafka, [request], key=project.encode())
+    headers = await api_key(e2e_db, project)
+    shown = await wait_for_job(http, job_id, headers, kind="imports", timeout=90)
+    assert shown["status"] == "completed"
+
+    def last_event(records: list[Any]) -> dict[str, Any] | None:
+        mine = [json.loads(r.value) for r in records if r.key == job_id.encode()]
+        done = [e for e in mine if e["data"]["version"] == shown["version"]]
+        return done[0] if done else None
+
+    records = await read_topic(
+        e2e_settings.kafka,
+        e2e_settings.kafka.status_topic,
+        until=lambda records: last_event(records) is not None,
+    )
+    event = last_event(records)
+    assert event is not None
+    assert set(shown["reports"]) == {"invalid_emails", "rejected_rows"}
+    for name, report in shown["reports"].items():
+        assert report["url"], name  # signed when read
+        assert event["data"]["reports"][name] == {"rows": 1, "url": None, "expires_at": None}
+    unlinked = {
+        **shown,
+        "reports": {
+            name: {**r, "url": None, "expires_at": None} for name, r in shown["reports"].items()
+        },
+    }
+    assert event["data"] | {"previous_status": None} == unlinked | {"previous_status": None}

@@ -69,9 +69,9 @@ def in_status(view: dict[str, Any], status: str, process_id: int) -> dict[str, A
     """`view` as another job in `status`, as the outbox would publish it."""
     unfinished = {"completed_at": None, "expires_at": None, "file_sha256": None}
     job_id = str(uuid.uuid4())
-    # The API serves a job's reports only at the keys Ferry writes them to, for that job.
+    # As events carry reports: no links (the API signs them, for this job's own keys).
     reports = {
-        name: {**report, "key": files.report_key(view["project_id"], job_id, name)}
+        name: {"rows": report["rows"], "url": None, "expires_at": None}
         for name, report in (view.get("reports") or {}).items()
     }
     return {

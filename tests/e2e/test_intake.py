@@ -56,6 +56,33 @@ async def test_repeated_requests_make_one_job_each(
     assert len(listed["data"]) == 4
 
 
+async def test_a_key_reused_with_other_parameters_fails_naming_the_first_job(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"idr{uuid.uuid4().hex[:6]}"
+    first, reused, repeat, sentinel = (str(uuid.uuid4()) for _ in range(4))
+    await publish(
+        e2e_settings.kafka,
+        [
+            request(project, job_id=first, idempotency_key="k1"),
+            request(project, job_id=reused, idempotency_key="k1", export_format="jsonl"),
+            request(project, job_id=repeat, idempotency_key="k1"),  # the same parameters
+            request(project, job_id=sentinel),
+        ],
+        key=project.encode(),
+    )
+    headers = await api_key(e2e_db, project)
+    failed = await wait_for_job(http, reused, headers)
+    assert (failed["status"], failed["error_code"]) == ("failed", "IDEMPOTENCY_KEY_REUSED")
+    assert first in failed["error_message"]
+    assert failed["idempotency_key"] is None  # the key stays the first job's
+    assert (await wait_for_job(http, first, headers))["status"] == "completed"
+    # One partition: once the sentinel shows, the repeat before it was handled; it made no job.
+    await wait_for_job(http, sentinel, headers)
+    jobs = await e2e_db["jobs"].find({"project_id": project}, {"_id": 1}).to_list()
+    assert {job["_id"] for job in jobs} == {first, reused, sentinel}
+
+
 async def test_poison_is_dead_lettered_with_its_reason_and_the_next_request_runs(
     ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
 ) -> None:

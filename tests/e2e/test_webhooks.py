@@ -25,6 +25,7 @@ from service.devstack import free_port
 from service.events.submit import export_request, import_request
 from service.imports.files import upload_key
 from service.storage import ObjectStore
+from service.webhooks.deliveries import Delivery, DeliveryStatus, DeliveryStore
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import FerryProcess, RunningFerry, await_log_line, ferry_command, run_ferry
 from tests.support.kafka import publish
@@ -34,6 +35,9 @@ from tests.support.receiver import Received, Receiver
 pytestmark = pytest.mark.e2e
 
 BAD_RANGE = {"start_time": "2025-01-02T00:00:00Z", "end_time": "2025-01-01T00:00:00Z"}
+
+
+FINAL = {DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED}
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +94,19 @@ def add_endpoint(env: dict[str, str], cwd: Path, project: str, url: str, events:
     return json.loads(
         cli(env, cwd, "add", "--project", project, "--url", url, "--events", events, "--json")
     )
+
+
+async def settled(database: Database, event_id: str, timeout: float = 30.0) -> list[Delivery]:
+    """The event's deliveries once none is waiting or being sent any more."""
+    store = DeliveryStore(database, retention=timedelta(days=1))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await store.for_event(event_id)
+        if found and all(d.status in FINAL for d in found):
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the deliveries of {event_id} never settled: {found}")
+        await asyncio.sleep(0.05)
 
 
 def types_by_version(requests: list[Received]) -> list[str]:
@@ -210,7 +227,13 @@ async def test_an_import_is_announced_to_its_notify_url_and_import_endpoints(
         final = Webhook(secret).verify(last.body, last.headers)
         assert final["data"]["counts"]["created"] == 1
         assert final["data"]["counts"]["rejected"] == 1
-    await asyncio.sleep(1)  # had the export endpoint been sent anything, it would be here by now
+    # Each event's deliveries are recorded together, one per destination: those recorded for
+    # the import endpoint show the dispatcher handled the events, and made none for exports.
+    exports_url = receiver.url(f"/exports-{project}")
+    for announced in receiver.received(f"/imports-{project}"):
+        deliveries = await settled(e2e_db, announced.headers["webhook-id"])
+        assert {d.url for d in deliveries} == {receiver.url(f"/imports-{project}"), notify}
+        assert exports_url not in {d.url for d in deliveries}
     assert receiver.received(f"/exports-{project}") == []
 
 
@@ -302,6 +325,7 @@ async def test_a_disabled_endpoint_receives_nothing_until_enabled(
     receiver: Receiver,
     webhook_env: dict[str, str],
     e2e_settings: Settings,
+    e2e_db: Database,
     tmp_path: Path,
 ) -> None:
     project = f"wh{uuid.uuid4().hex[:6]}"
@@ -316,9 +340,11 @@ async def test_a_disabled_endpoint_receives_nothing_until_enabled(
     mine = next(endpoint for endpoint in listed if endpoint["id"] == endpoint_id)
     assert (mine["enabled"], mine["disabled_reason"]) == (False, "manual")
     await fail_a_job(e2e_settings, project)
-    # The sentinel's delivery is recorded in the same step the disabled one would have been.
-    await receiver.wait_for(lambda got: len(got) == 1, path=sentinel)
-    await asyncio.sleep(1.0)
+    # An event's deliveries are recorded in one step, one per destination: once the
+    # sentinel's is, the event was handled, and it made none for the disabled endpoint.
+    [got] = await receiver.wait_for(lambda got: len(got) == 1, path=sentinel)
+    deliveries = await settled(e2e_db, got.headers["webhook-id"])
+    assert [d.url for d in deliveries] == [receiver.url(sentinel)]
     assert receiver.received(path) == []
 
     cli(webhook_env, tmp_path, "enable", endpoint_id)
@@ -357,6 +383,7 @@ async def test_two_dispatchers_deliver_each_status_change_once(
     receiver: Receiver,
     webhook_env: dict[str, str],
     e2e_settings: Settings,
+    e2e_db: Database,
     tmp_path: Path,
 ) -> None:
     project = f"wh{uuid.uuid4().hex[:6]}"
@@ -368,7 +395,10 @@ async def test_two_dispatchers_deliver_each_status_change_once(
     # Status events are keyed by job id: they spread over the partitions of both dispatchers.
     await publish(e2e_settings.kafka, requests, key=project.encode())
     await receiver.wait_for(lambda got: len(got) >= 20, path=path, timeout=60)
-    await asyncio.sleep(1.0)  # room for a duplicate to show up
+    # Every delivery finished and unclaimed: no dispatcher has one left to send again.
+    for event_id in {r.headers["webhook-id"] for r in receiver.received(path)}:
+        [delivery] = await settled(e2e_db, event_id)
+        assert (delivery.status, delivery.claim) == (DeliveryStatus.SUCCEEDED, None)
     received = receiver.received(path)
     sent = Counter(r.headers["webhook-id"] for r in received)
     assert len(sent) == 20

@@ -125,7 +125,7 @@ async def test_full_lifecycle_publishes_one_event_per_change_with_increasing_ver
         None,
         "processing",
     ]
-    assert events[2]["data"]["progress"] == {"rows_processed": 10, "percent": 50.0}
+    assert events[2]["data"]["progress"] == {"rows_processed": 10, "percent": 50.0, "eta": None}
     assert events[3]["data"]["row_count"] == 20
     assert len({e["id"] for e in events}) == 4
 
@@ -208,3 +208,53 @@ async def test_only_completed_jobs_past_their_expiry_expire(ledger: Ledger) -> N
     assert expired.status is JobStatus.EXPIRED
     assert await ledger.expire(job.id) is None  # once
     assert await ledger.expire(pending.id) is None
+
+
+async def test_an_idempotency_key_reused_with_other_parameters_makes_a_failed_job(
+    ledger: Ledger, database: Database
+) -> None:
+    first = new_job(idempotency_key="key-r")
+    await ledger.accept(first)
+    other = new_job(idempotency_key="key-r", format="jsonl")
+    accepted = await ledger.accept(other)
+    assert (accepted.outcome, accepted.job_id, accepted.first_job_id) == (
+        "reused",
+        other.id,
+        first.id,
+    )
+    failed = await ledger.get(other.id)
+    assert failed is not None
+    assert (failed.status, failed.error_code, failed.idempotency_key) == (
+        JobStatus.FAILED,
+        "IDEMPOTENCY_KEY_REUSED",
+        None,
+    )
+    assert first.id in (failed.error_message or "")
+    assert "'key-r'" in (failed.error_message or "")
+    [event] = await events_of(database, other.id)
+    assert event["data"]["error_code"] == "IDEMPOTENCY_KEY_REUSED"
+
+    # The same reusing request delivered again is a duplicate of its failed job, and the
+    # same parameters under the key still find the first job.
+    again = await ledger.accept(other.model_copy(update={"id": new_job().id}))
+    assert (again.outcome, again.job_id) == ("duplicate", other.id)
+    same = await ledger.accept(new_job(idempotency_key="key-r"))
+    assert (same.outcome, same.job_id) == ("duplicate", first.id)
+    assert await database[JOBS_COLLECTION].count_documents({"project_id": "p1"}) == 2
+
+
+async def test_each_attempt_reports_its_own_progress_from_zero(ledger: Ledger) -> None:
+    job = new_job()
+    await ledger.accept(job)
+    first = await ledger.claim("w1", replace(POLICY, lease=timedelta(milliseconds=200)))
+    assert first is not None
+    await ledger.save_progress(
+        Lease(job.id, "w1", first.attempt),
+        Progress(rows_processed=500, percent=40.0),
+        extend_by=timedelta(milliseconds=1),
+    )
+    await asyncio.sleep(0.05)
+    second = await ledger.claim("w2", POLICY)
+    assert second is not None
+    assert (second.id, second.attempt) == (job.id, 2)
+    assert second.progress == Progress()

@@ -9,12 +9,15 @@ from datetime import timedelta
 
 import pytest
 
+from service.api.read_model import READ_MODEL_COLLECTION, ReadModel
 from service.clock import utcnow
 from service.database import Database
 from service.errors import LeaseLostError
+from service.jobs.from_request import failed_job
 from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
 from service.jobs.model import ExportResult
 from service.jobs.status import JobStatus
+from service.jobs.view import job_view
 from tests.integration.conftest import events_of, new_job
 
 pytestmark = pytest.mark.integration
@@ -151,6 +154,32 @@ async def test_finished_records_carry_a_purge_time_under_a_ttl_index(
     ttl = [spec for spec in indexes.values() if spec["key"] == [("purge_at", 1)]]
     assert ttl
     assert ttl[0]["expireAfterSeconds"] == 0
+
+
+async def test_a_finished_record_and_its_view_are_removed_once_their_retention_passed(
+    ledger: Ledger, database: Database
+) -> None:
+    # A retention of a second: the database's TTL sweep (every ~60 s on the embedded server)
+    # removes both at its next pass.
+    short = Ledger(database, event_source="/tests", record_retention=timedelta(seconds=1))
+    views = ReadModel(database, record_retention=timedelta(seconds=1))
+    await views.ensure_indexes()
+    doomed = new_job()
+    kept = new_job(created_at=utcnow() + timedelta(days=1))  # still within its retention
+    for job in (doomed, kept):
+        await short.accept(failed_job(job, "X", "x"))
+        stored = await short.get(job.id)
+        assert stored is not None
+        assert await views.apply({**job_view(stored), "previous_status": None})
+    gone = [doomed.id]
+    deadline = asyncio.get_running_loop().time() + 180
+    while await database[JOBS_COLLECTION].count_documents({"_id": gone[0]}) or (
+        await database[READ_MODEL_COLLECTION].count_documents({"_id": gone[0]})
+    ):
+        assert asyncio.get_running_loop().time() < deadline, "the TTL sweep never removed them"
+        await asyncio.sleep(1)
+    assert await short.get(kept.id) is not None
+    assert await views.get(kept.project_id, "export", kept.id) is not None
 
 
 async def test_a_dead_workers_slot_frees_itself_with_its_lease(ledger: Ledger) -> None:

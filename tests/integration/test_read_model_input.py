@@ -24,6 +24,7 @@ from service.config import Settings
 from service.database import Database
 from service.events.contracts import JOB_STATUS_CHANGED, make_event
 from service.imports import files as import_files
+from service.jobs.queue import Queue
 from service.jobs.status import JobStatus
 from service.jobs.view import job_view
 from service.storage import ObjectStore
@@ -35,10 +36,10 @@ VICTIM = "victim"
 
 
 def completed_import(project: str, job_id: str, *, version: int = 5) -> dict[str, Any]:
-    """A completed import's view with two reports, at the keys Ferry writes them to."""
+    """A completed import's view with two reports (as events carry them: no links)."""
     data = job_view(a_job(project, job_id=job_id, version=version))
     reports = {
-        name: {"key": import_files.report_key(project, job_id, name), "rows": 2}
+        name: {"rows": 2, "url": None, "expires_at": None}
         for name in ("rejected_rows", "invalid_emails")
     }
     return {**data, "kind": "import", "dataset": "contacts", "reports": reports}
@@ -64,6 +65,7 @@ def services(settings: Settings, database: Database, store: ObjectStore) -> Serv
         keys=ApiKeys(database),
         store=store,
         limiter=RateLimiter(rate=0, burst=1),  # links only: no request is limited here
+        queue=Queue(database, max_running_per_project=2),
     )
 
 
@@ -105,9 +107,15 @@ def _escaping_key(project: str, job_id: str) -> dict[str, Any]:
     return data
 
 
+def _a_link_in_the_event(project: str, job_id: str) -> dict[str, Any]:
+    data = completed_import(project, job_id)
+    data["reports"]["rejected_rows"]["url"] = f"http://store/{VICTIM}/list.csv"
+    return data
+
+
 def _unknown_report(project: str, job_id: str) -> dict[str, Any]:
     data = completed_import(project, job_id)
-    data["reports"]["../../victim/secrets"] = {"key": "uploads/victim/list.csv", "rows": 1}
+    data["reports"]["../../victim/secrets"] = {"rows": 1, "url": None, "expires_at": None}
     return data
 
 
@@ -116,6 +124,7 @@ def _unknown_report(project: str, job_id: str) -> dict[str, Any]:
     [
         _other_projects_key,
         _escaping_key,
+        _a_link_in_the_event,
         _unknown_report,
         lambda project, job_id: {**completed_import(project, job_id), "id": f"{job_id}/../x"},
         lambda project, job_id: {**completed_import(project, job_id), "id": job_id.upper()},
@@ -133,6 +142,7 @@ def _unknown_report(project: str, job_id: str) -> dict[str, Any]:
     ids=[
         "report-key-of-another-project",
         "report-key-with-dot-dot",
+        "report-with-a-link",
         "unknown-report-name",
         "job-id-with-a-path",
         "job-id-not-canonical",
@@ -212,6 +222,11 @@ def forged_events(draw: st.DrawFn) -> dict[str, Any]:
                     st.sampled_from(sorted(REPORT_NAMES)) | _pathish,
                     st.fixed_dictionaries(
                         {
+                            "rows": st.integers(0, 10),
+                            "url": st.none() | _pathish,
+                            "expires_at": st.none() | st.just("2999-01-01T00:00:00Z"),
+                        },
+                        optional={
                             "key": _pathish
                             | st.builds(
                                 import_files.report_key,
@@ -219,8 +234,7 @@ def forged_events(draw: st.DrawFn) -> dict[str, Any]:
                                 st.just(job_id),
                                 st.sampled_from(sorted(REPORT_NAMES)),
                             ),
-                            "rows": st.integers(0, 10),
-                        }
+                        },
                     ),
                     max_size=3,
                 ),

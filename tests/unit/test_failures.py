@@ -10,6 +10,7 @@ from urllib3.exceptions import MaxRetryError, ProtocolError
 
 from service.errors import InvalidRequestError, JobFailedError
 from service.jobs.failures import classify
+from service.jobs.ledger import LedgerContentionError
 
 POOL = HTTPConnectionPool("store.invalid")
 
@@ -34,6 +35,12 @@ def test_unreachable_servers_and_timeouts_are_transient(exc: BaseException, code
     failure = classify(exc)
     assert (failure.code, failure.transient) == (code, True)
     assert type(exc).__name__ in failure.message
+
+
+def test_a_save_that_lost_every_compare_and_set_is_tried_again_later() -> None:
+    failure = classify(LedgerContentionError("job-1"))
+    assert (failure.code, failure.transient) == ("LEDGER_CONTENTION", True)
+    assert "job-1" in failure.message
 
 
 @pytest.mark.parametrize(

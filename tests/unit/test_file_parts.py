@@ -10,10 +10,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, cast
 
+import bson
+from bson.codec_options import CodecOptions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.datasets.base import Document
+from service.datasets.base import Column, Document
+from service.exports.arrow_batches import RowBatch, decode_batch
+from service.exports.arrow_encoders import ArrowCsvEncoder
 from service.exports.file_parts import FileLimits, FileSequence
 from service.storage import ObjectStore
 
@@ -50,8 +54,17 @@ class FakeStore:
         return FakeUpload(self, key)
 
 
+COLUMNS = [Column("n", "n"), Column("text", "text")]
+CODEC: CodecOptions[dict[str, Any]] = CodecOptions(document_class=dict)
+
+
 def encode(rows: Sequence[Document]) -> bytes:
     return b"".join(f"{row['n']},{row['text']}\r\n".encode() for row in rows)
+
+
+def row_batch(rows: Sequence[Document]) -> RowBatch:
+    raw = b"".join(bson.encode(row) for row in rows)
+    return decode_batch(raw, COLUMNS, ["n"], CODEC)
 
 
 async def export(
@@ -61,8 +74,8 @@ async def export(
     output = FileSequence(
         cast("ObjectStore", store),
         key_for=lambda part: f"x/{part}",
-        header=HEADER,
-        encode=encode,
+        new_encoder=lambda: ArrowCsvEncoder(COLUMNS, escape_formulas=False),
+        sort_fields=["n"],
         content_type="text/csv",
         part_size=4096,  # small parts, so the multipart path is taken too
         gzip=gzipped,
@@ -70,7 +83,7 @@ async def export(
         max_files=100_000,
     )
     for batch in batches:
-        await output.write(batch)
+        await output.write(row_batch(batch))
     return store, await output.close()
 
 
@@ -114,3 +127,22 @@ def test_files_hold_every_row_once_in_order_within_their_limits(
         lines += rows
     expected = [encode([row]) for batch in batches for row in batch]
     assert lines == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(max_size=30), min_size=1, max_size=30),
+    data=st.data(),
+)
+def test_a_batch_slice_is_the_batch_of_its_rows(texts: list[str], data: st.DataObject) -> None:
+    rows = [{"n": n, "text": text} for n, text in enumerate(texts)]
+    start = data.draw(st.integers(min_value=0, max_value=len(rows) - 1))
+    stop = data.draw(st.integers(min_value=start + 1, max_value=len(rows)))
+    sliced = row_batch(rows).slice(start, stop, ["n"])
+    alone = row_batch(rows[start:stop])
+    encoder = ArrowCsvEncoder(COLUMNS, escape_formulas=False)
+    assert sliced.row_count == stop - start
+    assert encoder.encode(sliced) == encoder.encode(alone)
+    assert sliced.last_document == rows[stop - 1]
+    assert sliced.last_sort_key == (stop - 1,)
+    assert sliced.ids == alone.ids

@@ -125,3 +125,29 @@ def test_a_retry_counts_rows_the_first_attempt_applied_as_it_did() -> None:
     ]
     rows = [row(2, email="a@x.io"), row(3, email="b@x.io"), row(4, email="c@x.io")]
     assert outcomes(plan(rows, docs)) == [(2, "created"), (3, "updated"), (4, "unchanged")]
+
+
+def test_a_dry_run_plans_the_same_outcomes_without_building_documents() -> None:
+    rows = [
+        row(2, {"CITY": "Oslo"}, email="a@x.io"),
+        row(3, {"CITY": "Rome"}, email="new@x.io", ext_id="e9"),
+        row(4, email="a@x.io", ext_id="e1"),  # two contacts: a conflict
+        row(5, email="c@x.io", sms="+33612345678"),
+        row(6, email="d@x.io", whatsapp="+33700000000"),  # not a match key, but k2's
+    ]
+    docs = [
+        stored("k1", 1, email="a@x.io"),
+        stored("k2", 2, email="z@x.io", ext_id="e1", whatsapp="+33700000000"),
+    ]
+    real, dry = plan(rows, docs), plan(rows, docs, dry_run=True)
+    assert outcomes(dry) == outcomes(real) == [(2, "updated"), (3, "created"), (5, "created")]
+    assert [(r.line, r.reason, r.message) for r in dry.rejections] == [
+        (r.line, r.reason, r.message) for r in real.rejections
+    ]
+    assert [(r.line, r.reason) for r in real.rejections] == [
+        (4, "identifier_conflict"),
+        (6, "identifier_conflict"),
+    ]
+    assert [new.lines for new in dry.creates] == [new.lines for new in real.creates]
+    assert all(new.document == {} for new in dry.creates)
+    assert all(new.document["email"] for new in real.creates)

@@ -252,3 +252,17 @@ def test_a_cancel_the_database_cannot_hold_is_dead_lettered() -> None:
     verdict = parse(event(data, type=CANCEL_REQUESTED))
     assert isinstance(verdict, Rejected)
     assert (verdict.code, verdict.reason.split(":")[0]) == ("UNSUPPORTED_VALUE", "data.reason")
+
+
+def test_a_parquet_export_is_a_pending_job_and_gzip_with_it_is_refused() -> None:
+    job = parse(event({"project_id": "proj_1", "filters": FILTERS, "format": "parquet"}))
+    assert isinstance(job, Job)
+    assert (job.status, job.format, job.compression) == (JobStatus.PENDING, "parquet", "none")
+    refused = parse(
+        event(
+            {"project_id": "proj_1", "filters": FILTERS, "format": "parquet", "compression": "gzip"}
+        )
+    )
+    assert isinstance(refused, Job)
+    assert (refused.status, refused.error_code) == (JobStatus.FAILED, "INVALID_REQUEST")
+    assert "use compression 'none' with parquet" in (refused.error_message or "")

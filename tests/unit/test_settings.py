@@ -100,7 +100,12 @@ def test_production_refuses_to_start_without_a_secret_encryption_key() -> None:
     assert dev.webhooks.encryption_keys == [DEV_SECRET_ENCRYPTION_KEY]
 
 
-@pytest.mark.parametrize("bad", ["short", "x" * 44, ENCRYPTION_KEY[:-4], f"{ENCRYPTION_KEY},nope"])
+@pytest.mark.parametrize(
+    "bad",
+    ["short", "x" * 44, ENCRYPTION_KEY[:-4], f"{ENCRYPTION_KEY},nope"],
+    # Named, not shown: the key is new each run, and pytest-xdist's processes must agree on ids.
+    ids=["short", "not-base64", "truncated", "second-of-two-bad"],
+)
 def test_secret_encryption_keys_must_be_fernet_keys(bad: str) -> None:
     with pytest.raises(ValidationError, match="not a Fernet key"):
         settings_from_env({**CREDENTIALS, "FERRY_WEBHOOKS__SECRET_ENCRYPTION_KEYS": bad})

@@ -3,13 +3,17 @@ as /v1 shows it. Other events make no webhook; a broken one is reported, not ret
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.jobs.status import JobStatus
 from service.jobs.view import job_view
 from service.webhooks.payload import UnreadableEventError, WebhookPayload, webhook_message
+from tests.support import poison
 from tests.support.status_events import a_job, encoded, progress_event, status_event
 
 
@@ -57,3 +61,11 @@ def test_progress_events_make_no_webhook() -> None:
 def test_a_broken_status_event_is_unreadable(raw: bytes) -> None:
     with pytest.raises(UnreadableEventError):
         webhook_message(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(poison.structured, st.binary(max_size=200)))
+def test_any_record_is_a_message_none_or_unreadable(raw: bytes) -> None:
+    # Never anything else: any other exception would redeliver the dispatcher's whole batch.
+    with contextlib.suppress(UnreadableEventError):
+        assert webhook_message(raw) is None or raw.startswith(b"{")
