@@ -259,6 +259,12 @@ def submit_export(
     notify_url: Annotated[
         str | None, typer.Option(help="Also deliver the job's status changes here (webhooks).")
     ] = None,
+    max_file_bytes: Annotated[
+        int | None, typer.Option(help="Split into files of at most this many bytes each.")
+    ] = None,
+    max_rows_per_file: Annotated[
+        int | None, typer.Option(help="Split into files of at most this many rows each.")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job and print the download link.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 600.0,
 ) -> None:
@@ -289,6 +295,8 @@ def submit_export(
         job_id=chosen_id,
         idempotency_key=idempotency_key,
         notify_url=notify_url,
+        max_file_bytes=max_file_bytes,
+        max_rows_per_file=max_rows_per_file,
     )
     asyncio.run(publish_request(settings.kafka, event))
     console.print(f"Published export request; job id {chosen_id}")
@@ -373,16 +381,32 @@ async def _print_export_outcome(settings: Settings, job: Job) -> bool:
     if job.status.value != "completed" or not isinstance(job.result, ExportResult):
         console.print(f"[red]Job {job.status.value}: {job.error_code}: {job.error_message}[/]")
         return False
-    url = await ObjectStore(settings.s3).presigned_get(
-        job.result.object_key,
-        ttl=timedelta(seconds=settings.s3.presign_ttl_seconds),
-        filename=files.download_filename(job.dataset, job.id, job.format, job.compression),
-    )
-    console.print(
-        f"Completed: {job.result.row_count} rows, {job.result.file_size_bytes} bytes, "
-        f"sha256 {job.result.file_sha256}"
-    )
-    console.print(f"Download (valid {settings.s3.presign_ttl_seconds}s): {url}", soft_wrap=True)
+    store = ObjectStore(settings.s3)
+    ttl = timedelta(seconds=settings.s3.presign_ttl_seconds)
+    result = job.result
+    if len(result.files) > 1:
+        console.print(
+            f"Completed: {result.row_count} rows in {len(result.files)} files, "
+            f"{result.file_size_bytes} bytes"
+        )
+    else:
+        console.print(
+            f"Completed: {result.row_count} rows, {result.file_size_bytes} bytes, "
+            f"sha256 {result.file_sha256}"
+        )
+    for file in result.files or []:
+        name = files.download_filename(
+            job.dataset, job.id, job.format, job.compression, part=file.part
+        )
+        url = await store.presigned_get(file.key, ttl=ttl, filename=name)
+        label = "Download" if file.part is None else f"Download part {file.part}"
+        console.print(f"{label} (valid {ttl.seconds}s): {url}", soft_wrap=True)
+    if not result.files:
+        url = await store.presigned_get(result.object_key, ttl=ttl)
+        console.print(f"Download (valid {ttl.seconds}s): {url}", soft_wrap=True)
+    if result.manifest_key:
+        url = await store.presigned_get(result.manifest_key, ttl=ttl)
+        console.print(f"Manifest: {url}", soft_wrap=True)
     return True
 
 

@@ -248,6 +248,13 @@ class ExportSettings(BaseModel):
         gt=0,
         description="An export attempt running longer fails with JOB_TIMEOUT and frees its slot.",
     )
+    max_files: int = Field(
+        10_000,
+        ge=1,
+        le=99_999,
+        description="The most files one split export may have; one that needs more fails with "
+        "TOO_MANY_FILES.",
+    )
 
     @property
     def retention(self) -> timedelta:

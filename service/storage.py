@@ -8,6 +8,7 @@ the upload id, so the multipart calls go through the client's 7.2 internals, her
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -122,6 +123,55 @@ class ObjectStore:
         )
         return MultipartUpload(self._client, self.bucket, key, upload_id)
 
+    def resume_multipart(
+        self, key: str, upload_id: str, parts: list[tuple[int, str]]
+    ) -> MultipartUpload:
+        """An upload started earlier (perhaps by another process), with the parts it already
+        has as (number, ETag), numbered 1..n: the next part uploaded is n + 1."""
+        if [number for number, _ in parts] != list(range(1, len(parts) + 1)):
+            raise ValueError(f"parts of {key} must be numbered 1..n")
+        return MultipartUpload(
+            self._client, self.bucket, key, upload_id, [Part(n, etag) for n, etag in parts]
+        )
+
+    async def uploaded_parts(self, key: str, upload_id: str) -> dict[int, str] | None:
+        """Part number -> ETag (unquoted) of an upload in progress; None when it is gone
+        (completed, aborted or cleared by the lifecycle rule)."""
+
+        def fetch() -> dict[int, str] | None:
+            found: dict[int, str] = {}
+            marker: str | None = None
+            while True:
+                try:
+                    page = self._client._list_parts(  # noqa: SLF001 - see the module docstring
+                        self.bucket, key, upload_id, part_number_marker=marker
+                    )
+                except S3Error as exc:
+                    if exc.code in {"NoSuchUpload", *_MISSING}:
+                        return None
+                    raise
+                for part in page.parts:
+                    found[part.part_number] = (part.etag or "").strip('"')
+                if not page.is_truncated or not page.next_part_number_marker:
+                    return found
+                marker = page.next_part_number_marker
+
+        return await asyncio.to_thread(fetch)
+
+    async def sha256(self, key: str, *, chunk_size: int = 8 * 1024 * 1024) -> str:
+        """SHA-256 of an object, read back in ranged chunks (bounded memory)."""
+        stored = await self.stat(key)
+        if stored is None:
+            raise FileNotFoundError(key)
+
+        def digest() -> str:
+            hashed = hashlib.sha256()
+            for chunk in self.chunks(stored, chunk_size=chunk_size):
+                hashed.update(chunk)
+            return hashed.hexdigest()
+
+        return await asyncio.to_thread(digest)
+
     async def presigned_get(self, key: str, *, ttl: timedelta, filename: str | None = None) -> str:
         params: dict[str, str | list[str] | tuple[str]] | None = (
             {"response-content-disposition": f'attachment; filename="{filename}"'}
@@ -204,7 +254,12 @@ class MultipartUpload:
     upload_id: str
     _parts: list[Part] = field(default_factory=list)
 
-    async def upload_part(self, data: bytes) -> None:
+    @property
+    def part_count(self) -> int:
+        return len(self._parts)
+
+    async def upload_part(self, data: bytes) -> str:
+        """Upload the next part; its ETag."""
         number = len(self._parts) + 1
         self._parts.append(Part(number, ""))  # reserve the number before the await
         etag = await asyncio.to_thread(
@@ -217,6 +272,7 @@ class MultipartUpload:
             number,
         )
         self._parts[number - 1] = Part(number, etag)
+        return etag
 
     async def complete(self) -> None:
         await asyncio.to_thread(
@@ -228,12 +284,17 @@ class MultipartUpload:
         )
 
     async def abort(self) -> None:
-        await asyncio.to_thread(
-            self._client._abort_multipart_upload,  # noqa: SLF001
-            self.bucket,
-            self.key,
-            self.upload_id,
-        )
+        """Abort the upload; one already completed or aborted is fine."""
+        try:
+            await asyncio.to_thread(
+                self._client._abort_multipart_upload,  # noqa: SLF001
+                self.bucket,
+                self.key,
+                self.upload_id,
+            )
+        except S3Error as exc:
+            if exc.code != "NoSuchUpload":
+                raise
 
     def _iter_parts(self) -> Iterator[Part]:
         for part in self._parts:

@@ -126,6 +126,7 @@ async def run_worker(
         batch_size=settings.worker.batch_size,
         part_size=settings.s3.part_size_bytes,
         escape_formulas=settings.export.escape_formulas,
+        max_files=settings.export.max_files,
     )
     importer = Importer(
         database,

@@ -23,9 +23,12 @@ from service.jobs.status import JobStatus
 
 _PROJECT = PROJECT_ID_PATTERN.removeprefix("^").removesuffix("$")
 _JOB = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-# exports/{project}/{job}.{csv|jsonl|parquet}[.gz] and imports/{project}/{job}/{report}.csv
+# An export's file `exports/{project}/{job}.{csv|jsonl|parquet}[.gz]` and its `.manifest.json`;
+# a split export's `exports/{project}/{job}/part-NNNNN.{ext}` and `manifest.json`; and an
+# import's reports, `imports/{project}/{job}/{report}.csv`.
 _SIGNABLE = re.compile(
-    rf"exports/{_PROJECT}/{_JOB}\.(?:csv|jsonl|parquet)(?:\.gz)?"
+    rf"exports/{_PROJECT}/{_JOB}(?:\.(?:csv|jsonl|parquet)(?:\.gz)?|\.manifest\.json)"
+    rf"|exports/{_PROJECT}/{_JOB}/(?:part-[0-9]{{5}}\.(?:csv|jsonl|parquet)(?:\.gz)?|manifest\.json)"
     rf"|imports/{_PROJECT}/{_JOB}/(?:{'|'.join(sorted(REPORT_NAMES))})\.csv"
 )
 

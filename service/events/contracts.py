@@ -37,6 +37,11 @@ REQUEST_TYPES = frozenset({EXPORT_REQUESTED, IMPORT_REQUESTED, CANCEL_REQUESTED}
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 
+# A split export's files: small enough to be useful, few enough to be listed in one manifest.
+MIN_FILE_BYTES = 64 * 1024
+MAX_FILE_BYTES = 5 * 1024**4  # S3's largest object
+MAX_ROWS_PER_FILE = 1_000_000_000
+
 # Project ids become part of object keys, so they are kept to a safe alphabet.
 PROJECT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _PROJECT_ID_RE = re.compile(PROJECT_ID_PATTERN)
@@ -125,12 +130,33 @@ class ExportRequestedData(JobRequestData):
     columns: list[str] | None = Field(
         None, min_length=1, description="A subset of the dataset's columns, in the order wanted."
     )
+    max_file_bytes: int | None = Field(
+        None,
+        ge=MIN_FILE_BYTES,
+        le=MAX_FILE_BYTES,
+        description="Split the output into numbered files of at most this many bytes each (as "
+        "stored, i.e. compressed when gzip), cut on row boundaries; every file is valid on its "
+        "own (CSV: with the header). A single row larger than this gets a file of its own. "
+        "Not with parquet (use max_rows_per_file).",
+    )
+    max_rows_per_file: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ROWS_PER_FILE,
+        description="Split the output into numbered files of at most this many rows each.",
+    )
 
     @model_validator(mode="after")
     def _compression_fits_format(self) -> ExportRequestedData:
         if self.format == "parquet" and self.compression != "none":
             raise ValueError(
                 "parquet files are compressed inside (zstd); use compression 'none' with parquet"
+            )
+        if self.format == "parquet" and self.max_file_bytes is not None:
+            raise ValueError(
+                "max_file_bytes is not supported with parquet (its writer buffers whole row "
+                "groups, so a file's size is not known until it is cut); use max_rows_per_file "
+                "to split parquet output"
             )
         return self
 

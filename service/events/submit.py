@@ -29,6 +29,8 @@ def export_request(
     job_id: str | None = None,
     idempotency_key: str | None = None,
     notify_url: str | None = None,
+    max_file_bytes: int | None = None,
+    max_rows_per_file: int | None = None,
     source: str = "/ferry/cli",
 ) -> dict[str, Any]:
     """A `ferry.export.requested.v1` CloudEvent. Optional fields left out are not sent."""
@@ -42,6 +44,8 @@ def export_request(
         "columns": columns,
         "idempotency_key": idempotency_key,
         "notify_url": notify_url,
+        "max_file_bytes": max_file_bytes,
+        "max_rows_per_file": max_rows_per_file,
     }
     return _request(EXPORT_REQUESTED, source=source, subject=project_id, data=data)
 

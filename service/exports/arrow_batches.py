@@ -131,6 +131,43 @@ class RowBatch:
         """The documents' `_id`s, in order (decoded only when asked: for error messages)."""
         return [document.get("_id") for document in bson.decode_all(self.raw, self.codec)]
 
+    def slice(self, start: int, stop: int, sort_fields: Sequence[str]) -> RowBatch:
+        """Rows `start` to `stop` (exclusive) as a batch of their own: the column arrays are
+        sliced (no copy) and so is the raw batch, by its documents' length prefixes; only the
+        range's last document is decoded, for its sort key."""
+        if start == 0 and stop >= self.row_count:
+            return self
+        offsets = _document_offsets(self.raw)
+        raw = self.raw[offsets[start] : offsets[stop]]
+        last = _last_document(raw, self.codec)
+        return RowBatch(
+            columns=[_sliced(column, start, stop) for column in self.columns],
+            row_count=stop - start,
+            last_document=last,
+            last_sort_key=tuple(dig(last, name) for name in sort_fields),
+            raw=raw,
+            codec=self.codec,
+        )
+
+
+def _sliced(column: ColumnValues, start: int, stop: int) -> ColumnValues:
+    return ColumnValues(
+        column.column,
+        column.kind,
+        column.array.slice(start, stop - start) if column.array is not None else None,
+        column.decoded[start:stop] if column.decoded is not None else None,
+    )
+
+
+def _document_offsets(raw: bytes) -> list[int]:
+    """Where each document of a raw batch starts, and its end (len(raw)) last."""
+    offsets, position = [], 0
+    while position < len(raw):
+        offsets.append(position)
+        position += int.from_bytes(raw[position : position + 4], "little")
+    offsets.append(position)
+    return offsets
+
 
 class BatchDecoder:
     """Decodes raw batches for one export: the fast decoder where it is exact, else the exact

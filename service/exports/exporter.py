@@ -1,15 +1,20 @@
-"""The exporter: a dataset's rows, streamed from MongoDB through an encoder into one object.
+"""The exporter: a dataset's rows, streamed from MongoDB through an encoder into one object, or
+into numbered files when the request limits their size, plus a manifest beside them.
 
 The cursor is read in raw BSON batches, the next batch is fetched while the current one is
 decoded and encoded (column-wise, through Arrow: see arrow_batches.py and arrow_encoders.py), and
 bytes leave in multipart parts, so memory does not grow with the export and the event loop is
-never blocked by decoding or encoding.
+never blocked by decoding or encoding. A file cut falls inside a batch as a row range of it
+(file_parts.py); each file has its own encoder, finished when the file closes.
+
+Parquet resumes only at file boundaries: a Parquet file's footer describes all its row groups,
+so a file cannot be continued by another attempt. A split Parquet export continues after its
+last closed file; a one-file Parquet export restarts from zero after a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -18,20 +23,21 @@ import structlog
 from bson.codec_options import CodecOptions
 from pymongo.asynchronous.database import AsyncDatabase
 
+from service.clock import utcnow
 from service.datasets import get_dataset
 from service.datasets.base import Column, Dataset
+from service.errors import LeaseLostError
 from service.exports import files
-from service.exports.arrow_batches import (
-    BatchDecoder,
-    RawBatchCursor,
-    RowBatch,
-    prefetched_raw_batches,
-)
+from service.exports.arrow_batches import BatchDecoder, RawBatchCursor, prefetched_raw_batches
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
-from service.exports.object_writer import ObjectWriter
+from service.exports.checkpoints import after_filter, key_of, sort_fields
+from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
+from service.exports.manifest import build_manifest, encode_manifest
 from service.exports.parquet_writer import ParquetEncoder
+from service.exports.resume import abort_stale_upload, usable_checkpoint
 from service.jobs.context import JobContext
-from service.jobs.model import ExportResult, Job
+from service.jobs.failures import classify
+from service.jobs.model import ExportFile, ExportResult, Job
 from service.observability.metrics import ROWS
 from service.storage import ObjectStore
 
@@ -49,81 +55,174 @@ class Exporter:
         batch_size: int,
         part_size: int,
         escape_formulas: bool,
+        max_files: int = 10_000,
     ) -> None:
         self._db = database
         self._store = store
         self._batch_size = batch_size
         self._part_size = part_size
         self._escape_formulas = escape_formulas
+        self._max_files = max_files
 
     async def run(self, job: Job, context: JobContext) -> ExportResult:
         dataset = get_dataset(job.dataset)
         filters = dataset.parse_filters(job.filters)
         columns = dataset.select_columns(job.columns)
-        encoder = make_batch_encoder(
-            job.format, dataset, columns, escape_formulas=self._escape_formulas
-        )
-        key = files.object_key(job.project_id, job.id, job.format, job.compression)
-        if job.upload_id is not None:
-            # A previous attempt died mid-upload: its parts would otherwise linger until the
-            # bucket's lifecycle rule removes them.
-            await self._store.abort_upload(key, job.upload_id)
-            log.info("export.stale_upload_aborted", job_id=job.id, upload_id=job.upload_id)
-        writer = ObjectWriter(
+        limits = FileLimits(max_bytes=job.max_file_bytes, max_rows=job.max_rows_per_file)
+        start = await usable_checkpoint(self._store, job)
+        await abort_stale_upload(self._store, job, split=limits.split, checkpoint=start)
+        data_as_of = start.data_as_of if start else utcnow()
+        output = FileSequence(
             self._store,
-            key,
+            key_for=lambda part: files.file_key(
+                job.project_id, job.id, job.format, job.compression, part=part
+            ),
+            new_encoder=lambda: make_batch_encoder(
+                job.format, dataset, columns, escape_formulas=self._escape_formulas
+            ),
+            sort_fields=sort_fields(dataset.sort),
             content_type=files.content_type(job.format, job.compression),
             part_size=self._part_size,
             gzip=job.compression == "gzip",
+            limits=limits,
+            max_files=self._max_files,
             on_upload_started=context.record_upload,
+            resumable=Resumable(
+                key_of=lambda row: key_of(dataset.sort, row),
+                save=lambda checkpoint: context.save_checkpoint(checkpoint.to_document()),
+                data_as_of=data_as_of,
+                start=start,
+                mid_file=job.format != "parquet",
+            ),
         )
+        if start is not None:
+            log.info(
+                "export.resumed",
+                job_id=job.id,
+                rows=start.rows,
+                files=len(start.files),
+                parts=len(start.open_file.parts) if start.open_file else 0,
+            )
+            # The ETA counts only what this attempt does; rows_processed continues from the
+            # checkpoint's rows (output.rows starts there).
+            fraction = dataset.estimate_progress(filters, start.after)
+            if fraction is not None:
+                context.resumed_from(fraction)
+        # A one-file export whose file was closed has nothing left to read.
+        finished = start is not None and not limits.split and bool(start.files)
+        query = dataset.query(job.project_id, filters)
+        if start is not None and start.after:
+            query = {"$and": [query, after_filter(dataset.sort, start.after)]}
         collection = self._db[dataset.collection]
-        sort_fields = [field for field, _ in dataset.sort]
         # The sort fields come along so that each batch knows where it ends (progress, resume).
-        projection = dict.fromkeys((*(column.field for column in columns), *sort_fields), 1)
+        fields = sort_fields(dataset.sort)
+        projection = dict.fromkeys((*(column.field for column in columns), *fields), 1)
         cursor = (
-            RawBatchCursor(collection, dataset.query(job.project_id, filters), projection)
+            RawBatchCursor(collection, query, projection)
             .sort(list(dataset.sort))
             .batch_size(self._batch_size)
         )
         codec: CodecOptions[dict[str, Any]] = collection.codec_options
-        decoder = BatchDecoder(columns, dataset.record_model, sort_fields, codec)
-
-        def encoded(raw: bytes) -> tuple[RowBatch, bytes]:
-            batch = decoder.decode(raw)
-            return batch, encoder.encode(batch)
-
-        rows = 0
+        decoder = BatchDecoder(columns, dataset.record_model, fields, codec)
         try:
-            await writer.write(encoder.header())
-            async for raw in prefetched_raw_batches(cursor):
-                batch, data = await asyncio.to_thread(encoded, raw)
-                await writer.write(data)
-                rows += batch.row_count
-                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
-                await context.progress(
-                    rows, dataset.estimate_progress(filters, batch.last_document)
-                )
-            await writer.write(await asyncio.to_thread(encoder.finish))
-            # The object becomes visible on close: make sure no other attempt has taken over.
+            if not finished:
+                async for raw in prefetched_raw_batches(cursor):
+                    batch = await asyncio.to_thread(decoder.decode, raw)
+                    await output.write(batch)
+                    ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
+                    await context.progress(
+                        output.rows, dataset.estimate_progress(filters, batch.last_document)
+                    )
+            # Files become visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
-            written = await writer.close()
+            written = await output.close()
         except BaseException as exc:
-            aborting = time.monotonic()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(writer.abort())
+            stopping = time.monotonic()
+            keep = _worth_continuing(exc, context)
+            try:
+                await asyncio.shield(output.detach() if keep else self._discard(output))
+            except Exception:
+                log.warning("export.cleanup_failed", job_id=job.id, exc_info=True)
             log.info(
-                "export.aborted",
+                "export.stopped",
                 job_id=job.id,
                 reason=type(exc).__name__,
-                seconds=round(time.monotonic() - aborting, 3),
+                kept_for_next_attempt=keep,
+                seconds=round(time.monotonic() - stopping, 3),
             )
             raise
         finally:
             await cursor.close()
-        return ExportResult(
-            object_key=key, row_count=rows, file_size_bytes=written.size, file_sha256=written.sha256
+        manifest_key = files.manifest_key(job.project_id, job.id, split=limits.split)
+        names = [
+            files.file_name(job.id, job.format, job.compression, part=file.part) for file in written
+        ]
+        manifest = build_manifest(
+            job, dataset, columns, written, data_as_of=data_as_of, names=names
         )
+        await context.confirm_lease()
+        await self._store.put(
+            manifest_key, encode_manifest(manifest), content_type=files.MANIFEST_CONTENT_TYPE
+        )
+        await self._remove_leftovers(job, limits, written)
+        return _result(written, manifest_key)
+
+    async def _discard(self, output: FileSequence) -> None:
+        """The job ends without a result: its upload is aborted and its closed files go."""
+        await output.abort()
+        for file in output.files:
+            await self._store.delete(file.key)
+
+    async def _remove_leftovers(
+        self, job: Job, limits: FileLimits, written: list[WrittenFile]
+    ) -> None:
+        """Files a dead attempt closed beyond this attempt's last one (the data may have changed
+        in between) would look like part of the export: they go."""
+        if not limits.split:
+            return
+        part = len(written) + 1
+        while True:
+            key = files.file_key(job.project_id, job.id, job.format, job.compression, part=part)
+            if await self._store.size(key) is None:
+                return
+            await self._store.delete(key)
+            part += 1
+
+
+def _result(written: list[WrittenFile], manifest_key: str) -> ExportResult:
+    return ExportResult(
+        object_key=written[0].key,
+        row_count=sum(file.rows for file in written),
+        file_size_bytes=sum(file.size_bytes for file in written),
+        file_sha256=written[0].sha256 if len(written) == 1 else None,
+        files=[
+            ExportFile(
+                key=file.key,
+                part=file.part,
+                rows=file.rows,
+                size_bytes=file.size_bytes,
+                sha256=file.sha256,
+            )
+            for file in written
+        ],
+        manifest_key=manifest_key,
+    )
+
+
+def _worth_continuing(exc: BaseException, context: JobContext) -> bool:
+    """Whether the attempt's upload and files stay for a later attempt to continue: yes when
+    one will come (a transient failure, a worker handing its jobs back) and when the job is no
+    longer this attempt's (its new owner may be continuing them); no when the job ends here
+    (cancelled, timed out, or failed for good)."""
+    if isinstance(exc, LeaseLostError):
+        return True
+    if isinstance(exc, asyncio.CancelledError):
+        # The runner says when it stops an attempt for good; otherwise this is a shutdown
+        # (the job is handed back) or a lost lease.
+        return not context.ends_here
+    if isinstance(exc, Exception):
+        return classify(exc).transient
+    return True
 
 
 def make_batch_encoder(

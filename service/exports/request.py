@@ -43,5 +43,7 @@ def export_job_from_request(event: CloudEvent, data: Mapping[str, Any], now: dat
             "format": request.format,
             "compression": request.compression,
             "columns": request.columns,
+            "max_file_bytes": request.max_file_bytes,
+            "max_rows_per_file": request.max_rows_per_file,
         }
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from service.clock import rfc3339_seconds, utcnow
 from service.errors import LeaseLostError
@@ -23,9 +25,19 @@ class JobContext:
         self._lease_duration = lease_duration
         self._interval = progress_interval
         self._last_saved = time.monotonic()
+        self._ends_here = False
         # The ETA is this attempt's own rate: its start and the share it started from.
         self._started_at = utcnow()
         self._start_fraction: float | None = None
+
+    @property
+    def ends_here(self) -> bool:
+        """True once the runner stops this attempt for good (cancelled, timed out): no later
+        attempt will continue its work, so it may throw away what it wrote."""
+        return self._ends_here
+
+    def end_here(self) -> None:
+        self._ends_here = True
 
     async def progress(self, rows_processed: int, fraction: float | None) -> None:
         """Record progress, at most once per interval: each save is a write and an event."""
@@ -58,6 +70,10 @@ class JobContext:
     async def record_upload(self, upload_id: str) -> None:
         """Remember the attempt's multipart upload, so a later attempt can abort it."""
         await self._ledger.record_upload(self.lease, upload_id)
+
+    async def save_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
+        """Record where this attempt got to, for the next attempt should this one die."""
+        await self._ledger.save_checkpoint(self.lease, checkpoint)
 
     async def confirm_lease(self) -> None:
         """Raise LeaseLostError unless this attempt still owns the job (and extend the lease)."""

@@ -405,6 +405,15 @@ class Ledger:
         if result.matched_count != 1:
             raise self._lost(lease)
 
+    async def save_checkpoint(self, lease: Lease, checkpoint: Mapping[str, Any]) -> None:
+        """Where the running attempt got to (no event: progress is published separately)."""
+        result = await self._jobs.update_one(
+            self._fence(lease),
+            {"$set": {"checkpoint": dict(checkpoint)}, "$inc": {"revision": 1}},
+        )
+        if result.matched_count != 1:
+            raise self._lost(lease)
+
     async def save_progress(
         self, lease: Lease, progress: Progress, *, extend_by: timedelta
     ) -> None:
@@ -588,7 +597,13 @@ class Ledger:
         fields.setdefault("purge_at", now + self._record_retention)
         return {
             "$set": {"status": status.value, "completed_at": now, **fields},
-            "$unset": {"lease_owner": "", "lease_expires_at": "", "upload_id": "", "slot_id": ""},
+            "$unset": {
+                "lease_owner": "",
+                "lease_expires_at": "",
+                "upload_id": "",
+                "slot_id": "",
+                "checkpoint": "",
+            },
         }
 
     @staticmethod

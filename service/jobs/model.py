@@ -36,16 +36,32 @@ class LastError(BaseModel):
     message: str
 
 
-class ExportResult(BaseModel):
-    """What a finished export produced."""
+class ExportFile(BaseModel):
+    """One file of a finished export."""
 
-    object_key: str
+    key: str
+    # The file's number from 1 in a split export; None for the file of a one-file export.
+    part: int | None = None
+    rows: int
+    size_bytes: int
+    sha256: str
+
+
+class ExportResult(BaseModel):
+    """What a finished export produced. Exports finished before files were split have only
+    `object_key` and the file fields; `files` then stays empty."""
+
+    object_key: str  # the first (or only) file
     row_count: int
-    file_size_bytes: int
-    file_sha256: str
+    file_size_bytes: int  # all files together
+    file_sha256: str | None  # the only file's; None when there are several (see `files`)
+    files: list[ExportFile] = Field(default_factory=list)
+    manifest_key: str | None = None
 
     def object_keys(self) -> list[str]:
-        return [self.object_key]
+        """Every object the export left: its files, then its manifest."""
+        keys = [file.key for file in self.files] or [self.object_key]
+        return keys + ([self.manifest_key] if self.manifest_key else [])
 
 
 # Told apart by their fields: an export's has `object_key`, an import's `counts`.
@@ -67,6 +83,10 @@ class Job(BaseModel):
     format: ExportFormat = "csv"
     compression: Compression = "none"
     columns: list[str] | None = None
+    # Exports only: split the output into numbered files of at most this many stored bytes /
+    # rows each (either, both or neither).
+    max_file_bytes: int | None = None
+    max_rows_per_file: int | None = None
     # As requested, in JSON form; the dataset re-validates them when the job runs.
     filters: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
@@ -94,6 +114,9 @@ class Job(BaseModel):
     # The multipart upload of the running attempt, so a later attempt can abort it if this
     # attempt's worker dies.
     upload_id: str | None = None
+    # Where the running job got to, for a later attempt to continue from; its shape belongs
+    # to the job's kind (exports: service/exports/checkpoints.py). Cleared when the job ends.
+    checkpoint: dict[str, Any] | None = None
     cancel_requested_at: datetime | None = None
     cancel_reason: str | None = None
     progress: Progress = Field(default_factory=Progress)

@@ -172,7 +172,7 @@ class Runner:
         stopped: list[_Stop] = []
         limit = self._time_limits.get(job.kind)
         deadline = None if limit is None else started + limit
-        watcher = asyncio.create_task(self._watch(lease, work, stopped, deadline))
+        watcher = asyncio.create_task(self._watch(context, work, stopped, deadline))
         try:
             result = await work
             await self._ledger.complete(lease, result, retention=self._retention)
@@ -204,25 +204,28 @@ class Runner:
 
     async def _watch(
         self,
-        lease: Lease,
+        context: JobContext,
         work: asyncio.Task[JobResult],
         stopped: list[_Stop],
         deadline: float | None,
     ) -> None:
         """Renew the lease every heartbeat; look for a cancellation request and the attempt's
         deadline more often."""
+        lease = context.lease
         last_beat = time.monotonic()
         while True:
             await asyncio.sleep(self._settings.cancel_check_seconds)
             if deadline is not None and time.monotonic() >= deadline:
                 log.info("job.stopping", job_id=lease.job_id, reason="time limit")
                 stopped.append(_Stop.TIMED_OUT)
+                context.end_here()
                 work.cancel()
                 return
             try:
                 if await self._ledger.cancel_requested(lease):
                     log.info("job.stopping", job_id=lease.job_id, reason="cancel requested")
                     stopped.append(_Stop.CANCELLED)
+                    context.end_here()
                     work.cancel()
                     return
                 if time.monotonic() - last_beat >= self._settings.heartbeat_seconds:

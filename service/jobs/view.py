@@ -14,7 +14,15 @@ from service.datasets import get_dataset
 from service.echo import capped, capped_value
 from service.errors import InvalidRequestError
 from service.imports.model import ImportCounts, ImportOptions, ImportResult
-from service.jobs.model import Compression, ExportFormat, Job, JobKind, LastError, Progress
+from service.jobs.model import (
+    Compression,
+    ExportFormat,
+    ExportResult,
+    Job,
+    JobKind,
+    LastError,
+    Progress,
+)
 from service.jobs.status import JobStatus
 
 # The time range of a job that selects no time range: every job has `filter_start_time` and
@@ -34,6 +42,34 @@ class ReportLink(BaseModel):
         description="A freshly signed link (API); null in events and once the report expired."
     )
     expires_at: str | None = Field(description="When the link stops working.")
+
+
+# A status event must fit the broker and a page of views be signed quickly: a split export
+# shows its first files only (each entry is ~200 bytes; the manifest lists every file).
+MAX_FILES_SHOWN = 100
+
+
+class ExportFileView(BaseModel):
+    """One file of a completed export. Status events carry no links; the API adds a fresh one."""
+
+    part: int | None = Field(
+        description="The file's number from 1 in a split export; null for a one-file export."
+    )
+    name: str = Field(description="The file's name, relative to the manifest.")
+    rows: int
+    size_bytes: int
+    sha256: str = Field(description="SHA-256 of the file as stored (hex).")
+    url: str | None = Field(None, description="API only: a freshly signed link to the file.")
+    expires_at: str | None = Field(None, description="API only: when `url` stops working.")
+
+
+class ManifestView(BaseModel):
+    """Where a completed export's manifest is: the files with their rows, bytes and SHA-256,
+    the columns and their types, the request and the time the data reflects."""
+
+    name: str = Field(description="`manifest.json` beside split files, else `{id}.manifest.json`.")
+    url: str | None = Field(None, description="API only: a freshly signed link to the manifest.")
+    expires_at: str | None = Field(None, description="API only: when `url` stops working.")
 
 
 class JobView(BaseModel):
@@ -81,14 +117,33 @@ class JobView(BaseModel):
     notify_url: str | None = Field(
         None, description="Where the requester asked for this job's status changes (webhooks)."
     )
+    max_file_bytes: int | None = Field(
+        None, description="Exports: split into files of at most this many bytes, when asked."
+    )
+    max_rows_per_file: int | None = Field(
+        None, description="Exports: split into files of at most this many rows, when asked."
+    )
     row_count: int | None = Field(
-        None, description="Rows in the file, after completion (imports: rows read)."
+        None, description="Rows in the file(s), after completion (imports: rows read)."
     )
     file_size_bytes: int | None = Field(
-        None, description="Bytes of the file as stored, after completion (imports: the source)."
+        None,
+        description="Bytes as stored, after completion: all files together (imports: the source).",
     )
     file_sha256: str | None = Field(
-        None, description="SHA-256 of the file as stored (hex; imports: the source)."
+        None,
+        description="SHA-256 of the file as stored (hex; imports: the source); null when an "
+        "export has several files (each has its own in `files`).",
+    )
+    file_count: int | None = Field(None, description="Completed exports: how many files.")
+    files: list[ExportFileView] | None = Field(
+        None,
+        description="Completed exports: the files, in order, with rows, bytes and SHA-256 (and, "
+        f"from the API, a fresh link to each); the first {MAX_FILES_SHOWN} of a larger export "
+        "(the manifest lists them all; `/download?part=N` reaches any).",
+    )
+    manifest: ManifestView | None = Field(
+        None, description="Completed exports: the manifest stored beside the files."
     )
     source: dict[str, str] | None = Field(
         None,
@@ -156,7 +211,10 @@ def job_view(job: Job) -> dict[str, Any]:
         "columns": capped_value(job.columns) if job.columns is not None else None,
         "idempotency_key": job.idempotency_key,
         "notify_url": job.notify_url,
+        "max_file_bytes": job.max_file_bytes,
+        "max_rows_per_file": job.max_rows_per_file,
     }
+    view.update(_export_files(job))
     # Every kind carries the import fields (null on exports), so that a status event's data is
     # exactly what /v1 shows for the job, whose model declares them.
     view.update(_import_fields(job))
@@ -206,6 +264,43 @@ def job_view(job: Job) -> dict[str, Any]:
         }
     )
     return view
+
+
+def _export_files(job: Job) -> dict[str, Any]:
+    result = job.result
+    if not isinstance(result, ExportResult):
+        return {"file_count": None, "files": None, "manifest": None}
+    if result.files:
+        shown = [
+            {
+                "part": file.part,
+                "name": file.key.rsplit("/", 1)[-1],
+                "rows": file.rows,
+                "size_bytes": file.size_bytes,
+                "sha256": file.sha256,
+                "url": None,
+                "expires_at": None,
+            }
+            for file in result.files[:MAX_FILES_SHOWN]
+        ]
+    else:  # finished before exports had several files: its one file
+        shown = [
+            {
+                "part": None,
+                "name": result.object_key.rsplit("/", 1)[-1],
+                "rows": result.row_count,
+                "size_bytes": result.file_size_bytes,
+                "sha256": result.file_sha256,
+                "url": None,
+                "expires_at": None,
+            }
+        ]
+    manifest = (
+        {"name": result.manifest_key.rsplit("/", 1)[-1], "url": None, "expires_at": None}
+        if result.manifest_key
+        else None
+    )
+    return {"file_count": len(result.files) or 1, "files": shown, "manifest": manifest}
 
 
 def backoff_reason(code: str, run_after: datetime, attempt: int) -> str:

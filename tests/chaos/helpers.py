@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,13 +26,18 @@ END = datetime(2025, 6, 1, tzinfo=UTC)
 FILTERS = {"start_time": (END - timedelta(days=1)).isoformat(), "end_time": END.isoformat()}
 
 
-async def seed(database: Database, project: str, rows: int, *, padding: int = 0) -> list[str]:
-    """Outbound messages in FILTERS' range; `padding` bytes of text per row make big files.
-    Returns the ids in export order."""
+async def seed(
+    database: Database, project: str, rows: int, *, padding: int = 0, noise: bool = False
+) -> list[str]:
+    """Outbound messages in FILTERS' range; `padding` bytes of text per row make big files
+    (random hex with `noise`, so that they stay big when gzipped). Returns the ids in export
+    order."""
     messages = demo_messages(project, rows, end=END, span=timedelta(days=1))
+    rng = random.Random(rows)
     for message in messages:
         message["direction"] = "outbound"
-        message["last_error"] = "x" * padding if padding else message["last_error"]
+        if padding:
+            message["last_error"] = rng.randbytes(padding // 2).hex() if noise else "x" * padding
     await load_messages(database, messages)
     return [m["_id"] for m in sorted(messages, key=lambda m: (m["created_at"], m["_id"]))]
 

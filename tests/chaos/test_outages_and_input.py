@@ -77,7 +77,11 @@ async def test_jobs_survive_a_frozen_object_store(
     assert len(completed) == 10, [(j.id, j.status, j.error_code) for j in jobs]
     assert retried, "the outage should have interrupted some jobs"
     assert all(job.result and job.result.row_count == len(expected) for job in completed)
-    assert len(object_keys(scenario.settings, f"exports/{project}/")) == 10
+    assert object_keys(scenario.settings, f"exports/{project}/") == sorted(
+        f"exports/{project}/{job.id}{suffix}"
+        for job in jobs
+        for suffix in (".csv", ".manifest.json")
+    )
 
 
 async def after_sentinel(scenario: Scenario, database: Database, project: str) -> None:

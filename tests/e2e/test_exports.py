@@ -217,3 +217,100 @@ async def test_an_export_with_no_matching_rows_is_a_header_only_file(
     async with httpx.AsyncClient() as anonymous:
         body = (await anonymous.get(link.headers["location"])).content
     assert body == (",".join(ALL_COLUMNS) + "\r\n").encode()
+
+
+async def test_a_split_export_links_every_file_and_its_manifest(
+    source: dict[str, list[dict[str, Any]]],
+    ferry: RunningFerry,
+    e2e_settings: Settings,
+    e2e_db: Database,
+    http: httpx.AsyncClient,
+) -> None:
+    project = source["project"][0]["project_id"]
+    filters = {"start_time": (END - SPAN).isoformat(), "end_time": END.isoformat()}
+    job_id = str(uuid.uuid4())
+    request = export_request(
+        project_id=project, job_id=job_id, filters=filters, max_rows_per_file=300
+    )
+    headers = await api_key(e2e_db, project)
+    await publish(e2e_settings.kafka, [request], key=project.encode())
+    view = await wait_for_job(http, job_id, headers)
+    assert view["status"] == "completed", view
+    expected = select(source["rows"], filters)
+    parts = -(-len(expected) // 300)
+    assert parts >= 2
+    assert view["max_rows_per_file"] == 300
+    assert [file["part"] for file in view["files"]] == list(range(1, parts + 1))
+    assert view["file_count"] == parts
+    assert view["file_sha256"] is None
+
+    rows: list[list[str]] = []
+    async with httpx.AsyncClient() as anonymous:
+        for file in view["files"]:
+            body = (await anonymous.get(file["url"])).content
+            assert (len(body), hashlib.sha256(body).hexdigest()) == (
+                file["size_bytes"],
+                file["sha256"],
+            )
+            header, *these = list(csv.reader(io.StringIO(body.decode(), newline="")))
+            assert header == ALL_COLUMNS  # every file has its header
+            assert len(these) == file["rows"] <= 300
+            rows += these
+        manifest = (await anonymous.get(view["manifest"]["url"])).json()
+
+        # The download redirects to the first file; ?part=N to the others.
+        first = await http.get(f"/v1/exports/{job_id}/download", headers=headers)
+        assert first.status_code == httpx.codes.FOUND
+        data = first.json()["data"]
+        assert (data["part"], len(data["files"])) == (1, parts)
+        assert data["manifest_url"]
+        last = await http.get(f"/v1/exports/{job_id}/download?part={parts}", headers=headers)
+        assert last.status_code == httpx.codes.FOUND
+        disposition = (await anonymous.get(last.headers["location"])).headers["content-disposition"]
+        assert disposition == f'attachment; filename="messages-{job_id}-part-{parts:05d}.csv"'
+        beyond = await http.get(f"/v1/exports/{job_id}/download?part={parts + 1}", headers=headers)
+        assert beyond.status_code == httpx.codes.NOT_FOUND
+
+    assert [row[0] for row in rows] == [row["_id"] for row in expected]
+    assert manifest["total_rows"] == len(expected) == view["row_count"]
+    assert [(f["rows"], f["sha256"]) for f in manifest["files"]] == [
+        (f["rows"], f["sha256"]) for f in view["files"]
+    ]
+
+    # Brevo's view keeps its one link: the first file.
+    brevo = {"api-key": headers["Authorization"][7:]}
+    process = await http.get(f"/v3/processes/{view['process_id']}", headers=brevo)
+    assert process.json()["export_url"].split("?")[0] == data["url"].split("?")[0]
+
+
+async def test_files_past_those_the_view_shows_are_reached_by_part(
+    source: dict[str, list[dict[str, Any]]],
+    ferry: RunningFerry,
+    e2e_settings: Settings,
+    e2e_db: Database,
+    http: httpx.AsyncClient,
+) -> None:
+    project = source["project"][0]["project_id"]
+    filters = {"start_time": (END - SPAN).isoformat(), "end_time": END.isoformat()}
+    expected = select(source["rows"], filters)
+    per_file = -(-len(expected) // 120)  # about 120 files, more than the view shows
+    job_id = str(uuid.uuid4())
+    request = export_request(
+        project_id=project, job_id=job_id, filters=filters, max_rows_per_file=per_file
+    )
+    headers = await api_key(e2e_db, project)
+    await publish(e2e_settings.kafka, [request], key=project.encode())
+    view = await wait_for_job(http, job_id, headers, timeout=120)
+    assert view["status"] == "completed", view
+    count = view["file_count"]
+    assert count > len(view["files"]) == 100
+    last = await http.get(f"/v1/exports/{job_id}/download?part={count}", headers=headers)
+    assert last.status_code == httpx.codes.FOUND
+    async with httpx.AsyncClient() as anonymous:
+        body = (await anonymous.get(last.headers["location"])).content
+        manifest = (await anonymous.get(view["manifest"]["url"])).json()
+    header, *rows = list(csv.reader(io.StringIO(body.decode(), newline="")))
+    assert header == ALL_COLUMNS
+    assert [row[0] for row in rows] == [row["_id"] for row in expected[(count - 1) * per_file :]]
+    assert len(manifest["files"]) == count
+    assert manifest["files"][-1]["sha256"] == hashlib.sha256(body).hexdigest()

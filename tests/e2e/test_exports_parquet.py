@@ -3,6 +3,7 @@ typed columns holding every source row."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -76,3 +77,45 @@ async def test_a_parquet_export_holds_every_row_with_its_type(
     async with httpx.AsyncClient() as anonymous:
         again = await anonymous.get(process["export_url"])
     assert again.content == file.content
+
+
+async def test_a_parquet_export_split_by_rows_is_complete_files_with_a_manifest(
+    ferry: RunningFerry, e2e_settings: Settings, e2e_db: Database, http: httpx.AsyncClient
+) -> None:
+    project = f"pq{uuid.uuid4().hex[:6]}"
+    rows = demo_messages(project, 400, end=END, span=SPAN, seed=4)
+    await load_messages(e2e_db, rows)
+    job_id = str(uuid.uuid4())
+    filters = {"start_time": (END - SPAN).isoformat(), "end_time": END.isoformat()}
+    request = export_request(
+        project_id=project,
+        job_id=job_id,
+        filters=filters,
+        export_format="parquet",
+        max_rows_per_file=70,
+    )
+    headers = await api_key(e2e_db, project)
+    await publish(e2e_settings.kafka, [request], key=project.encode())
+    view = await wait_for_job(http, job_id, headers)
+    assert view["status"] == "completed", view
+    expected = sorted(
+        (row for row in rows if row["direction"] == "outbound"),
+        key=lambda row: (row["created_at"], row["_id"]),
+    )
+    parts = -(-len(expected) // 70)
+    assert parts >= 2
+    assert view["file_count"] == parts
+    ids: list[str] = []
+    async with httpx.AsyncClient() as anonymous:
+        for file in view["files"]:
+            assert file["name"] == f"part-{file['part']:05d}.parquet"
+            body = (await anonymous.get(file["url"])).content
+            assert hashlib.sha256(body).hexdigest() == file["sha256"]
+            table = pq.read_table(io.BytesIO(body))  # each file is a Parquet file of its own
+            assert table.num_rows == file["rows"] <= 70
+            assert table.schema.field("attempt_count").type == pa.int64()
+            ids += table.column("id").to_pylist()
+        manifest = (await anonymous.get(view["manifest"]["url"])).json()
+    assert ids == [row["_id"] for row in expected]
+    assert manifest["total_rows"] == len(expected)
+    assert [f["sha256"] for f in manifest["files"]] == [f["sha256"] for f in view["files"]]

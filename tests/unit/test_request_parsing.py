@@ -266,3 +266,32 @@ def test_a_parquet_export_is_a_pending_job_and_gzip_with_it_is_refused() -> None
     assert isinstance(refused, Job)
     assert (refused.status, refused.error_code) == (JobStatus.FAILED, "INVALID_REQUEST")
     assert "use compression 'none' with parquet" in (refused.error_message or "")
+
+
+def test_a_parquet_export_splits_by_rows_and_refuses_a_byte_limit() -> None:
+    by_rows = parse(
+        event(
+            {
+                "project_id": "proj_1",
+                "filters": FILTERS,
+                "format": "parquet",
+                "max_rows_per_file": 1000,
+            }
+        )
+    )
+    assert isinstance(by_rows, Job)
+    assert (by_rows.status, by_rows.max_rows_per_file) == (JobStatus.PENDING, 1000)
+    by_bytes = parse(
+        event(
+            {
+                "project_id": "proj_1",
+                "filters": FILTERS,
+                "format": "parquet",
+                "max_file_bytes": 10_000_000,
+            }
+        )
+    )
+    assert isinstance(by_bytes, Job)
+    assert (by_bytes.status, by_bytes.error_code) == (JobStatus.FAILED, "INVALID_REQUEST")
+    assert "max_file_bytes is not supported with parquet" in (by_bytes.error_message or "")
+    assert "max_rows_per_file" in (by_bytes.error_message or "")
