@@ -65,6 +65,18 @@ async def http(ferry: RunningFerry) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+def unsigned(view: dict[str, Any]) -> dict[str, Any]:
+    """An export's view without the links the API signs afresh on every read: what its status
+    events and webhooks carry, and what two reads of an unchanged job have in common."""
+    files = view.get("files") or []
+    manifest = view.get("manifest")
+    return {
+        **view,
+        "files": [{**file, "url": None, "expires_at": None} for file in files],
+        "manifest": None if manifest is None else {**manifest, "url": None, "expires_at": None},
+    }
+
+
 async def api_key(database: Database, project: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {await ApiKeys(database).create(project)}"}
 
