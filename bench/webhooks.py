@@ -165,10 +165,13 @@ async def api_following(settings: Settings, database: Database, url: str) -> Non
     deadline = time.monotonic() + 120
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
         while time.monotonic() < deadline:
-            answer = await http.get(
-                f"/v1/exports/{event['subject']}", headers={"Authorization": f"Bearer {key}"}
-            )
-            if answer.status_code == httpx.codes.OK:
+            try:
+                answer = await http.get(
+                    f"/v1/exports/{event['subject']}", headers={"Authorization": f"Bearer {key}"}
+                )
+            except httpx.TransportError:  # the API is still starting
+                answer = None
+            if answer is not None and answer.status_code == httpx.codes.OK:
                 return
             await asyncio.sleep(0.2)
     raise SystemExit("the API never showed the warm-up event")
