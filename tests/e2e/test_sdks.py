@@ -97,11 +97,9 @@ async def read_everything(project: Project, ferry: RunningFerry) -> dict[str, se
     assert processes.count == len(processes.processes) == len(listed) + len(page["data"])
     for process in processes.processes:
         single = await brevo.process.get_process(process.id)
-        assert (single.id, single.name, single.status) == (
-            process.id,
-            process.name,
-            process.status,
-        )
+        assert (single.id, single.name) == (process.id, process.name)
+        # A job still running when listed may have finished by the time it is read again.
+        assert single.status == process.status or process.status in {"queued", "in_process"}
         check_process(single.model_dump(by_alias=True))
         seen["processes"].add(str(process.status))
     await check_raw_timestamps(project)
