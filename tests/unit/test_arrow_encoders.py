@@ -30,9 +30,9 @@ from service.datasets import get_dataset
 from service.datasets.base import Column
 from service.errors import JobFailedError
 from service.exports.arrow_batches import RowBatch, decode_batch, kind_of
+from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder
 from service.exports.batch_decoder import BatchDecoder
 from service.exports.column_types import column_type
-from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder
 from service.exports.encoders import CsvEncoder, JsonLinesEncoder
 from service.exports.parquet_writer import ParquetEncoder
 from service.exports.raw_cursor import RawBatchCursor
