@@ -2,7 +2,7 @@
 into numbered files when the request limits their size, plus a manifest beside them.
 
 The cursor is read in raw BSON batches, the next batch is fetched while the current one is
-decoded and encoded (column-wise, through Arrow: see arrow_batches.py and arrow_encoders.py), and
+decoded and encoded (column-wise, through Arrow: see batch_decoder.py and arrow_encoders.py), and
 bytes leave in multipart parts, so memory does not grow with the export and the event loop is
 never blocked by decoding or encoding. A file cut falls inside a batch as a row range of it
 (file_parts.py); each file has its own encoder, finished when the file closes.
@@ -28,12 +28,13 @@ from service.datasets import get_dataset
 from service.datasets.base import Column, Dataset
 from service.errors import LeaseLostError
 from service.exports import files
-from service.exports.arrow_batches import BatchDecoder, RawBatchCursor, prefetched_raw_batches
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
+from service.exports.batch_decoder import BatchDecoder
 from service.exports.checkpoints import after_filter, key_of, sort_fields
 from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
 from service.exports.manifest import build_manifest, encode_manifest
 from service.exports.parquet_writer import ParquetEncoder
+from service.exports.raw_cursor import RawBatchCursor, prefetched_raw_batches
 from service.exports.resume import abort_stale_upload, usable_checkpoint
 from service.jobs.context import JobContext
 from service.jobs.failures import classify

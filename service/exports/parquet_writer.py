@@ -5,7 +5,7 @@ onto a small file-like sink here, and each batch's row group leaves as the bytes
 (the footer with the schema and row group index comes from `finish`), so memory holds one batch
 whatever the size of the file.
 
-Column types come from the dataset's record model (`arrow_batches.column_type`): `str` is a
+Column types come from the dataset's record model (`column_types.column_type`): `str` is a
 string, `int` an int64, `float` a double, `bool` a boolean, `datetime` a UTC timestamp in
 milliseconds (BSON's precision), `list[int]` a list of int64. Nested attributes are flattened:
 `attributes.FIRSTNAME` is the column `FIRSTNAME`, as in CSV. A field the model does not type
@@ -28,7 +28,8 @@ from pydantic import BaseModel
 
 from service.datasets.base import Column
 from service.errors import JobFailedError
-from service.exports.arrow_batches import ColumnValues, Kind, RowBatch, column_type, kind_of
+from service.exports.arrow_batches import ColumnValues, Kind, RowBatch, kind_of
+from service.exports.column_types import column_type
 from service.exports.encoders import _json_default
 
 _ACCEPTS: dict[pa.DataType, frozenset[Kind]] = {
@@ -57,8 +58,9 @@ class ParquetEncoder:
 
     def encode(self, batch: RowBatch) -> bytes:
         if batch.row_count:
+            # The batch's ids are decoded (a pass over every document) only to name a misfit.
             arrays = [
-                _fitted(column, field.type, batch.ids)
+                _fitted(column, field.type, batch)
                 for column, field in zip(batch.columns, self.schema, strict=True)
             ]
             table = pa.Table.from_arrays(arrays, schema=self.schema)
@@ -70,7 +72,7 @@ class ParquetEncoder:
         return self._sink.drain()
 
 
-def _fitted(column: ColumnValues, target: pa.DataType, ids: list[Any]) -> pa.Array:
+def _fitted(column: ColumnValues, target: pa.DataType, batch: RowBatch) -> pa.Array:
     if column.array is not None and column.kind in _ACCEPTS.get(target, frozenset()):
         return (
             column.array.cast(target, safe=False)
@@ -79,7 +81,7 @@ def _fitted(column: ColumnValues, target: pa.DataType, ids: list[Any]) -> pa.Arr
         )
     if target == pa.string():
         return pa.array([_text(value) for value in column.values], pa.string())
-    raise JobFailedError("UNSUPPORTED_VALUE", _misfit(column, target, ids))
+    raise JobFailedError("UNSUPPORTED_VALUE", _misfit(column, target, batch.ids))
 
 
 def _text(value: object) -> str | None:

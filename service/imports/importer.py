@@ -171,6 +171,13 @@ class Importer:
             if not pending:
                 break
             stored = await self._contacts.touched(job.project_id, pending)
+            if options.dry_run and not stored:
+                # Nothing stored shares a value with these rows, nor does any earlier row of the
+                # file (the duplicate finder rejected those): each would create a contact, as
+                # plan_batch would find a row at a time.
+                outcomes += ["created"] * len(pending)
+                pending = []
+                break
             plan = plan_batch(
                 pending,
                 stored,

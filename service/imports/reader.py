@@ -12,11 +12,12 @@ field spans lines is parsed again record by record, the parser's `line_num` tell
 each record took. A record still open at a block's end (a sentinel line tells) is carried into
 the next block, so records span blocks and chunks as they span lines. Blank lines are skipped.
 
-Nothing grows with the file: a line longer than MAX_LINE_CHARS, a record longer than
-MAX_RECORD_CHARS (a quote left open, so that the rest of the file would be one record), or one
-with more than MAX_RECORD_FIELDS fields fails the file with INVALID_FILE as soon as it is seen,
-before the parser holds it. The field count matters as much as the length: the parser makes a
-string object and a pointer per field (~60 bytes), so a MiB of `ab,ab,...` is 20 MB of fields.
+Nothing grows with the file: a line longer than MAX_LINE_CHARS (lines.py checks it), a record
+longer than MAX_RECORD_CHARS (a quote left open, so that the rest of the file would be one
+record), or one with more than MAX_RECORD_FIELDS fields fails the file with INVALID_FILE as soon
+as it is seen, before the parser holds it. The field count matters as much as the length: the
+parser makes a string object and a pointer per field (~60 bytes), so a MiB of `ab,ab,...` is
+20 MB of fields.
 A block is never larger than either record bound, so no record inside one can pass them; a
 record carried over is checked line by line as it grows, as the parser would take the lines.
 """
@@ -26,15 +27,15 @@ from __future__ import annotations
 import csv
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from itertools import accumulate, chain
 from operator import add
 
 from service.imports.errors import InvalidFileError
 from service.imports.header import MAX_COLUMNS
+from service.imports.lines import Lines, detect_delimiter, physical_lines
+from service.imports.records import Group, Record
 
-DELIMITERS = (",", ";", "\t")
 # A line longer than this without a line break is not a CSV line; stop before memory suffers.
 MAX_LINE_CHARS = 1 << 20
 # Nor is a record (lines joined by quoted line breaks) longer than this.
@@ -50,51 +51,12 @@ SUB_BLOCK_CHARS = 16384
 _SENTINEL = ("",)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    line: int  # 1 is the file's first line
-    fields: list[str] | None  # None when the record could not be parsed
-    raw: str  # the record's text, without its final line break
-    error: str | None = None
-
-
-@dataclass(slots=True)
-class Group:
-    """Consecutive records, as parallel lists; blank lines are left out."""
-
-    lines: list[int] = field(default_factory=list)
-    fields: list[list[str] | None] = field(default_factory=list)
-    raws: list[str] = field(default_factory=list)
-    errors: dict[int, str] = field(default_factory=dict)  # index -> why it cannot be read
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    def records(self) -> Iterator[Record]:
-        errors = self.errors
-        for index, (line, fields, raw) in enumerate(
-            zip(self.lines, self.fields, self.raws, strict=True)
-        ):
-            yield Record(line, fields, raw, errors.get(index))
-
-
-@dataclass(frozen=True, slots=True)
-class _Lines:
-    """Complete lines of the file without their line break `sep` ("" for a last line without
-    one); `clean` when no line holds a CR or LF of its own (then a record's text is its line)."""
-
-    bodies: list[str]
-    sep: str
-    clean: bool
-    quoted: bool  # some line holds a quote
-
-
 class CsvRecords:
     """Iterate once: the header first (`header`), then the data records, one by one (`iter`)
     or in groups (`groups`)."""
 
     def __init__(self, text: Iterable[str]) -> None:
-        self._pieces = _lines(text)
+        self._pieces = physical_lines(text, max_chars=MAX_LINE_CHARS)
         self._line = 1  # of the next line to parse
         self._carry: list[str] = []  # the lines, with their breaks, of a record still open
         self._carry_line = 0
@@ -121,14 +83,14 @@ class CsvRecords:
             yield head
         yield from self._groups
 
-    def _until_content(self) -> _Lines | None:
+    def _until_content(self) -> Lines | None:
         """Skip the blank lines before the header: the rest of the header's piece, from its
         first line (None: the file has no content)."""
         for piece in self._pieces:
             for index, body in enumerate(piece.bodies):
                 if body.strip():
                     self._line += index
-                    return _Lines(
+                    return Lines(
                         piece.bodies[index:], piece.sep, clean=piece.clean, quoted=piece.quoted
                     )
             self._line += len(piece.bodies)
@@ -146,7 +108,7 @@ class CsvRecords:
                 return Record(group.lines[0], group.fields[0], group.raws[0], group.errors.get(0))
         return None
 
-    def _all_groups(self, leading: _Lines | None) -> Iterator[Group]:
+    def _all_groups(self, leading: Lines | None) -> Iterator[Group]:
         if leading is None:
             return
         yield from self._parse(leading)
@@ -158,7 +120,7 @@ class CsvRecords:
             self._parse_lines(group, self._take_carry(), carried_line, final=True)
             yield group
 
-    def _parse(self, piece: _Lines) -> Iterator[Group]:
+    def _parse(self, piece: Lines) -> Iterator[Group]:
         bodies, sep = piece.bodies, piece.sep
         first = self._line
         self._line += len(bodies)
@@ -325,88 +287,4 @@ def _too_many_fields(line: int) -> InvalidFileError:
         f"the record starting on line {line} has more than {MAX_RECORD_FIELDS} "
         f"fields: not a CSV file Ferry can read (a header has at most {MAX_COLUMNS} "
         "columns)"
-    )
-
-
-def detect_delimiter(header_line: str) -> str:
-    """The candidate the header line uses most outside quotes; `,` when it uses none."""
-    counts = dict.fromkeys(DELIMITERS, 0)
-    quoted = False
-    for char in header_line:
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char in counts:
-            counts[char] += 1
-    best = max(DELIMITERS, key=lambda candidate: counts[candidate])
-    return best if counts[best] else ","
-
-
-def _lines(text: Iterable[str]) -> Iterator[_Lines]:
-    """Physical lines, a piece of text at a time. Lines end at LF (so CRLF too), or at CR in
-    files that use CR alone; a line too long fails the file once the lines before it are
-    handed on."""
-    pending = ""
-    separator: str | None = None
-    number = 1  # of the line in `pending`
-    for piece in text:
-        pending += piece
-        if separator is None:
-            if "\n" in pending:
-                separator = "\n"
-            elif "\r" in pending.rstrip("\r"):
-                separator = "\r"  # old Mac files: CR alone ends a line
-            else:
-                _check_length(pending, number)
-                continue
-        cut = pending.rfind(separator)
-        if cut < 0:
-            _check_length(pending, number)
-            continue
-        complete, pending = pending[: cut + 1], pending[cut + 1 :]
-        lines = _split(complete, separator)
-        # CRLF lines were measured with their CR before: the limit is the same.
-        extra = 1 if lines.sep == "\r\n" else 0
-        longest = max(map(len, lines.bodies))
-        if longest + extra > MAX_LINE_CHARS:
-            index = next(
-                index
-                for index, body in enumerate(lines.bodies)
-                if len(body) + extra > MAX_LINE_CHARS
-            )
-            if index:
-                yield _Lines(
-                    lines.bodies[:index], lines.sep, clean=lines.clean, quoted=lines.quoted
-                )
-            raise _line_too_long(number + index)
-        number += len(lines.bodies)
-        yield lines
-        _check_length(pending, number)
-    if pending:
-        clean = "\r" not in pending and "\n" not in pending
-        yield _Lines([pending], "", clean=clean, quoted='"' in pending)
-
-
-def _split(complete: str, separator: str) -> _Lines:
-    """`complete` (ending with `separator`) as lines. A file all in CRLF is split on CRLF, so
-    its lines hold no line break of their own and each record's text is its line."""
-    quoted = '"' in complete
-    if separator == "\r":
-        return _Lines(complete[:-1].split("\r"), "\r", clean="\n" not in complete, quoted=quoted)
-    carriage_returns = complete.count("\r")
-    if not carriage_returns:
-        return _Lines(complete[:-1].split("\n"), "\n", clean=True, quoted=quoted)
-    newlines = complete.count("\n")
-    if carriage_returns == newlines == complete.count("\r\n"):
-        return _Lines(complete[:-2].split("\r\n"), "\r\n", clean=True, quoted=quoted)
-    return _Lines(complete[:-1].split("\n"), "\n", clean=False, quoted=quoted)
-
-
-def _check_length(line: str, number: int) -> None:
-    if len(line) > MAX_LINE_CHARS:
-        raise _line_too_long(number)
-
-
-def _line_too_long(number: int) -> InvalidFileError:
-    return InvalidFileError(
-        f"line {number} is longer than {MAX_LINE_CHARS} characters: not a CSV file Ferry can read"
     )

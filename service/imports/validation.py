@@ -18,7 +18,7 @@ from operator import itemgetter
 from typing import NamedTuple, cast
 
 from service.imports.header import Header
-from service.imports.reader import Group
+from service.imports.records import Group
 
 # Deliberately plain: ASCII addresses as mail systems and Brevo accept them. Internationalised
 # addresses are rejected rather than guessed at.

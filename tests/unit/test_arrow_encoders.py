@@ -29,17 +29,13 @@ from pymongo.message import _OpMsg
 from service.datasets import get_dataset
 from service.datasets.base import Column
 from service.errors import JobFailedError
-from service.exports.arrow_batches import (
-    BatchDecoder,
-    RawBatchCursor,
-    RowBatch,
-    column_type,
-    decode_batch,
-    kind_of,
-)
+from service.exports.arrow_batches import RowBatch, decode_batch, kind_of
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder
+from service.exports.batch_decoder import BatchDecoder
+from service.exports.column_types import column_type
 from service.exports.encoders import CsvEncoder, JsonLinesEncoder
 from service.exports.parquet_writer import ParquetEncoder
+from service.exports.raw_cursor import RawBatchCursor
 
 CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 MESSAGES = get_dataset("messages")

@@ -8,8 +8,9 @@ import codecs
 import pytest
 
 from service.imports.errors import FileTooLargeError, InvalidFileError
+from service.imports.lines import detect_delimiter
 from service.imports.parsing import ContactFile, scan
-from service.imports.reader import CsvRecords, detect_delimiter
+from service.imports.reader import CsvRecords
 from service.imports.text import decoded
 
 
