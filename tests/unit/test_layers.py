@@ -64,7 +64,6 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
         ("service.jobs", "service.imports"),
         ("service.jobs", "service.outbound"),
         ("service.observability.metrics", "service.events"),
-        ("service.webhooks", "service.cli"),
     }
 )
 
