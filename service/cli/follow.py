@@ -124,8 +124,8 @@ async def upload_file(settings: Settings, path: Path, key: str, *, size: int) ->
     """The file to the bucket in parts, with a progress bar; memory stays at a part or two."""
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
-    from service.exports.object_writer import ObjectWriter
     from service.storage import ObjectStore
+    from service.storage.writer import ObjectWriter
 
     writer = ObjectWriter(
         ObjectStore(settings.s3),

@@ -23,8 +23,8 @@ from service.errors import FerryError
 from service.exports.arrow_batches import RowBatch
 from service.exports.arrow_encoders import BatchEncoder
 from service.exports.checkpoints import Checkpoint, ClosedFile, OpenFile, StoredPart
-from service.exports.object_writer import ObjectWriter, ResumedUpload, UploadedPart
 from service.storage import ObjectStore
+from service.storage.writer import ObjectWriter, ResumedUpload, UploadedPart
 
 
 class TooManyFilesError(FerryError):
