@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from service.api.app import API_VERSION, create_app
 from service.config import KafkaSettings, Settings, settings_from
 from service.datasets import all_datasets
+from service.error_codes import ErrorCode, error_codes_markdown
 from service.events.contracts import (
     CANCEL_REQUESTED,
     CLOUDEVENTS_CONTENT_TYPE,
@@ -81,6 +82,19 @@ def generate_documents() -> dict[str, dict[str, Any]]:
     )
     documents["webhooks/payload.json"] = payload
     documents["asyncapi.json"] = asyncapi_document()
+    documents["errors.json"] = {
+        "title": "Ferry's error codes",
+        "description": "Every code a requester or an operator can read (see error-codes.md).",
+        "codes": [
+            {
+                "code": code.value,
+                "http_status": code.http_status,
+                "transient": code.transient,
+                "meaning": code.meaning,
+            }
+            for code in ErrorCode
+        ],
+    }
     documents["openapi.json"] = create_app(_placeholder_settings()).openapi()
     return documents
 
@@ -219,6 +233,11 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
+def generate_texts() -> dict[str, str]:
+    """Relative path -> generated text that is not JSON (pages for people)."""
+    return {"error-codes.md": error_codes_markdown()}
+
+
 def write_documents(directory: Path, readme: Path | None = None) -> list[Path]:
     written = []
     if readme is not None and readme.exists():
@@ -229,6 +248,10 @@ def write_documents(directory: Path, readme: Path | None = None) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(document))
         written.append(path)
+    for relative, text in generate_texts().items():
+        path = directory / relative
+        path.write_text(text)
+        written.append(path)
     return written
 
 
@@ -238,6 +261,10 @@ def stale_documents(directory: Path) -> list[str]:
     for relative, document in generate_documents().items():
         path = directory / relative
         if not path.exists() or path.read_text() != render(document):
+            stale.append(relative)
+    for relative, text in generate_texts().items():
+        path = directory / relative
+        if not path.exists() or path.read_text() != text:
             stale.append(relative)
     return stale
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from service.datasets.base import Document
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 from service.exports.arrow_batches import RowBatch
 from service.exports.arrow_encoders import BatchEncoder
@@ -30,7 +31,7 @@ from service.storage.writer import ObjectWriter, ResumedUpload, UploadedPart
 class TooManyFilesError(FerryError):
     """The limits asked for would cut the export into more files than allowed."""
 
-    code = "TOO_MANY_FILES"
+    code = ErrorCode.TOO_MANY_FILES
 
     def __init__(self, limit: int) -> None:
         super().__init__(

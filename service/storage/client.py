@@ -23,6 +23,7 @@ from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
 from service.config import S3Settings
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 from service.storage.multipart import MultipartUpload
 
@@ -48,7 +49,7 @@ class StoredObject:
 class ObjectChangedError(FerryError):
     """An object was replaced while it was being read in parts."""
 
-    code = "SOURCE_CHANGED"
+    code = ErrorCode.SOURCE_CHANGED
 
     def __init__(self, bucket: str, key: str) -> None:
         super().__init__(f"{bucket}/{key} changed while it was being read; submit it again")
