@@ -15,7 +15,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from service.api.app import API_VERSION, create_app
-from service.config import KafkaSettings, Settings, settings_from
+from service.config import MOVED_SETTINGS, KafkaSettings, Settings, settings_from
 from service.datasets import all_datasets
 from service.error_codes import ErrorCode, error_codes_markdown
 from service.events.contracts import (
@@ -208,6 +208,19 @@ def settings_reference() -> str:
             lines.append(
                 f"| `FERRY_{name.upper()}` | {_default_text(field)} | {field.description or ''} |"
             )
+    lines += [
+        "",
+        (
+            "Moved to the group they govern; the old names are still read for one release, "
+            "with a warning at start naming the new one (when both are set, the new one wins):"
+        ),
+        "",
+    ]
+    lines += [
+        f"- `FERRY_{old[0].upper()}__{old[1].upper()}` is now "
+        f"`FERRY_{new[0].upper()}__{new[1].upper()}`"
+        for old, new in MOVED_SETTINGS.items()
+    ]
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from typing import Literal, NoReturn
 from pydantic import ValidationError
 from rich.console import Console
 
-from service.config import Settings, load_settings
+from service.config import Settings, load_settings, warn_moved_names
 from service.logging import configure_logging
 
 console = Console()
@@ -39,6 +39,7 @@ def settings_or_fail(*, role: str | None = None) -> Settings:
         )
     log_format: Literal["auto", "json", "console"] = settings.log_format
     configure_logging(settings.log_level, log_format)
+    warn_moved_names(settings)
     if role is not None and settings.observability.tracing:
         from service.observability.tracing import TracingUnavailableError, configure_tracing
 

@@ -51,9 +51,20 @@ def _upper_case_literals() -> dict[str, str]:
     """Every string literal in service/ that looks like a code -> one file that uses it."""
     found: dict[str, str] = {}
     for path in sorted(SERVICE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # The names a package re-exports are not codes.
+        exported = {
+            id(element)
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            and isinstance(node.value, ast.List | ast.Tuple)
+            for element in node.value.elts
+        }
+        for node in ast.walk(tree):
             if (
-                isinstance(node, ast.Constant)
+                id(node) not in exported
+                and isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
                 and _CODE_LIKE.fullmatch(node.value)
             ):
