@@ -1,5 +1,6 @@
 """The documents in `schemas/`, generated from the code: a JSON Schema per event type and per
-dataset, the AsyncAPI 3.0 document of the topics, and the OpenAPI document of the HTTP API.
+dataset, the AsyncAPI 3.0 document of the topics, the OpenAPI document of the HTTP API, and the
+error codes (errors.json, and error-codes.md for people).
 
 The pydantic models are the source; `ferry schemas` writes these files and a test fails when the
 committed ones differ, so the published contract cannot drift from what the code does.

@@ -17,8 +17,8 @@ def schemas(
         "README.md"
     ),
 ) -> None:
-    """Write (or check) the JSON Schemas, AsyncAPI and OpenAPI documents generated from the code,
-    and the settings table in the README."""
+    """Write (or check) the JSON Schemas, AsyncAPI and OpenAPI documents and the list of error
+    codes generated from the code, and the settings table in the README."""
     from service.specs import stale_documents, write_documents
 
     if check:
