@@ -58,11 +58,11 @@ from service.datasets.messages import DATASET  # noqa: E402
 from service.demo import demo_messages, load_messages  # noqa: E402
 from service.devstack import DevStack, Ports  # noqa: E402
 from service.events.submit import export_request, import_request  # noqa: E402
-from service.exports.object_writer import ObjectWriter  # noqa: E402
 from service.imports import files  # noqa: E402
 from service.jobs.model import ExportResult  # noqa: E402
 from service.provisioning import provision  # noqa: E402
 from service.storage import ObjectStore  # noqa: E402
+from service.storage.writer import ObjectWriter  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402
 
 END = datetime(2025, 12, 1, tzinfo=UTC)

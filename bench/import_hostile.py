@@ -35,12 +35,12 @@ from service.database import connect  # noqa: E402
 from service.datasets import ensure_dataset_indexes  # noqa: E402
 from service.devstack import DevStack, Ports  # noqa: E402
 from service.events.submit import import_request, publish_request  # noqa: E402
-from service.exports.object_writer import ObjectWriter  # noqa: E402
 from service.imports import files  # noqa: E402
 from service.jobs.ledger import Ledger  # noqa: E402
 from service.jobs.model import Job  # noqa: E402
 from service.provisioning import provision  # noqa: E402
 from service.storage import ObjectStore  # noqa: E402
+from service.storage.writer import ObjectWriter  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402
 
 MB = 1024 * 1024

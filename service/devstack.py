@@ -23,6 +23,7 @@ import structlog
 from minio import Minio
 
 from service.config import DEV_S3_ACCESS_KEY, DEV_S3_SECRET_KEY
+from service.errors import ErrorCode, FerryError
 
 log = structlog.get_logger(__name__)
 
@@ -31,8 +32,10 @@ _KAFKA_BUCKET = "tansu"
 _STOP_TIMEOUT_SECONDS = 8.0
 
 
-class DevStackError(RuntimeError):
+class DevStackError(FerryError, RuntimeError):
     """A server of the embedded stack could not start."""
+
+    code = ErrorCode.DEV_STACK_FAILED
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,36 @@
 """One error root. Each error carries a stable, machine-readable code; where it surfaces decides
 the outcome in one place: the HTTP layer renders the envelope, the intake turns request errors
-into failed jobs, the runner fails or retries the job."""
+into failed jobs, the runner fails or retries the job. The codes, with their HTTP status and
+whether they are transient, are the registry's (service/error_codes.py)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from service.error_codes import ErrorCode
+
+__all__ = ["ErrorCode"]  # re-exported: an error's code is named where it is raised
+
 
 class FerryError(Exception):
-    """Base of every error Ferry raises on purpose."""
+    """Base of every error Ferry raises on purpose.
 
-    code: ClassVar[str] = "INTERNAL_ERROR"
+    A subclass names its `code`; its `http_status` and `transient` come from the registry unless
+    the class sets them itself (an error that is never an HTTP answer renders as 500)."""
+
+    code: ClassVar[str] = ErrorCode.INTERNAL_ERROR
     http_status: ClassVar[int] = 500
     # Whether the same work may succeed if tried again (the runner retries it with backoff).
     transient: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        code = cls.__dict__.get("code")
+        if isinstance(code, ErrorCode):
+            if "http_status" not in cls.__dict__:
+                cls.http_status = code.http_status or 500
+            if "transient" not in cls.__dict__:
+                cls.transient = code.transient
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -23,39 +40,33 @@ class FerryError(Exception):
 class InvalidRequestError(FerryError):
     """A request that parses but cannot be run; the requester reads `code` and `message`."""
 
-    code = "INVALID_REQUEST"
-    http_status = 400
+    code: ClassVar[str] = ErrorCode.INVALID_REQUEST
 
-    def __init__(self, message: str, *, code: str = "INVALID_REQUEST") -> None:
+    def __init__(self, message: str, *, code: str = ErrorCode.INVALID_REQUEST) -> None:
         super().__init__(message)
         self.code = code  # type: ignore[misc]  # a finer code per instance, e.g. INVALID_FILTER
 
 
 class UnauthorizedError(FerryError):
-    code = "UNAUTHORIZED"
-    http_status = 401
+    code = ErrorCode.UNAUTHORIZED
 
 
 class NotFoundError(FerryError):
-    code = "NOT_FOUND"
-    http_status = 404
+    code = ErrorCode.NOT_FOUND
 
 
 class ExportNotReadyError(FerryError):
-    code = "EXPORT_NOT_READY"
-    http_status = 409
+    code = ErrorCode.EXPORT_NOT_READY
 
 
 class ExportExpiredError(FerryError):
-    code = "EXPORT_EXPIRED"
-    http_status = 410
+    code = ErrorCode.EXPORT_EXPIRED
 
 
 class RateLimitedError(FerryError):
     """The caller's API key has used up its rate limit; `retry_after` seconds until it may retry."""
 
-    code = "RATE_LIMITED"
-    http_status = 429
+    code = ErrorCode.RATE_LIMITED
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many requests for this API key; retry in {retry_after} s")
@@ -65,8 +76,7 @@ class RateLimitedError(FerryError):
 class ServiceUnavailableError(FerryError):
     """A dependency (the database, the object store) did not answer; the request may be retried."""
 
-    code = "SERVICE_UNAVAILABLE"
-    http_status = 503
+    code = ErrorCode.SERVICE_UNAVAILABLE
 
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
@@ -76,7 +86,7 @@ class ServiceUnavailableError(FerryError):
 class LeaseLostError(FerryError):
     """This worker no longer owns the job: another attempt took it over. Write nothing more."""
 
-    code = "LEASE_LOST"
+    code = ErrorCode.LEASE_LOST
 
     def __init__(self, job_id: str, attempt: int) -> None:
         super().__init__(f"lease on job {job_id} (attempt {attempt}) was lost")

@@ -1,5 +1,6 @@
 """The documents in `schemas/`, generated from the code: a JSON Schema per event type and per
-dataset, the AsyncAPI 3.0 document of the topics, and the OpenAPI document of the HTTP API.
+dataset, the AsyncAPI 3.0 document of the topics, the OpenAPI document of the HTTP API, and the
+error codes (errors.json, and error-codes.md for people).
 
 The pydantic models are the source; `ferry schemas` writes these files and a test fails when the
 committed ones differ, so the published contract cannot drift from what the code does.
@@ -15,8 +16,9 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from service.api.app import API_VERSION, create_app
-from service.config import KafkaSettings, Settings, settings_from
+from service.config import MOVED_SETTINGS, KafkaSettings, Settings, settings_from
 from service.datasets import all_datasets
+from service.error_codes import ErrorCode, error_codes_markdown
 from service.events.contracts import (
     CANCEL_REQUESTED,
     CLOUDEVENTS_CONTENT_TYPE,
@@ -81,6 +83,19 @@ def generate_documents() -> dict[str, dict[str, Any]]:
     )
     documents["webhooks/payload.json"] = payload
     documents["asyncapi.json"] = asyncapi_document()
+    documents["errors.json"] = {
+        "title": "Ferry's error codes",
+        "description": "Every code a requester or an operator can read (see error-codes.md).",
+        "codes": [
+            {
+                "code": code.value,
+                "http_status": code.http_status,
+                "transient": code.transient,
+                "meaning": code.meaning,
+            }
+            for code in ErrorCode
+        ],
+    }
     documents["openapi.json"] = create_app(_placeholder_settings()).openapi()
     return documents
 
@@ -194,6 +209,19 @@ def settings_reference() -> str:
             lines.append(
                 f"| `FERRY_{name.upper()}` | {_default_text(field)} | {field.description or ''} |"
             )
+    lines += [
+        "",
+        (
+            "Moved to the group they govern; the old names are still read for one release, "
+            "with a warning at start naming the new one (when both are set, the new one wins):"
+        ),
+        "",
+    ]
+    lines += [
+        f"- `FERRY_{old[0].upper()}__{old[1].upper()}` is now "
+        f"`FERRY_{new[0].upper()}__{new[1].upper()}`"
+        for old, new in MOVED_SETTINGS.items()
+    ]
     return "\n".join(lines)
 
 
@@ -219,6 +247,11 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
+def generate_texts() -> dict[str, str]:
+    """Relative path -> generated text that is not JSON (pages for people)."""
+    return {"error-codes.md": error_codes_markdown()}
+
+
 def write_documents(directory: Path, readme: Path | None = None) -> list[Path]:
     written = []
     if readme is not None and readme.exists():
@@ -229,6 +262,10 @@ def write_documents(directory: Path, readme: Path | None = None) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(document))
         written.append(path)
+    for relative, text in generate_texts().items():
+        path = directory / relative
+        path.write_text(text)
+        written.append(path)
     return written
 
 
@@ -238,6 +275,10 @@ def stale_documents(directory: Path) -> list[str]:
     for relative, document in generate_documents().items():
         path = directory / relative
         if not path.exists() or path.read_text() != render(document):
+            stale.append(relative)
+    for relative, text in generate_texts().items():
+        path = directory / relative
+        if not path.exists() or path.read_text() != text:
             stale.append(relative)
     return stale
 

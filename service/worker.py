@@ -117,7 +117,7 @@ async def run_worker(
     ledger = Ledger(
         database,
         event_source=EVENT_SOURCE,
-        record_retention=settings.export.record_retention,
+        record_retention=settings.jobs.record_retention,
         on_event=relay.wake,
     )
     exporter = Exporter(
@@ -125,7 +125,7 @@ async def run_worker(
         store,
         batch_size=settings.worker.batch_size,
         part_size=settings.s3.part_size_bytes,
-        escape_formulas=settings.export.escape_formulas,
+        escape_formulas=settings.files.escape_formulas,
         max_files=settings.export.max_files,
     )
     importer = Importer(
@@ -141,7 +141,7 @@ async def run_worker(
         ),
         settings.imports,
         part_size=settings.s3.part_size_bytes,
-        escape_formulas=settings.export.escape_formulas,
+        escape_formulas=settings.files.escape_formulas,
     )
     presence = WorkerPresence(database)
     runner = Runner(
@@ -149,7 +149,7 @@ async def run_worker(
         {"export": InstrumentedExecutor(exporter), "import": InstrumentedExecutor(importer)},
         settings.worker,
         owner=owner,
-        retention=settings.export.retention,
+        retention=settings.files.retention,
         time_limits={
             "export": settings.export.max_running_seconds,
             "import": settings.imports.max_running_seconds,
@@ -179,7 +179,7 @@ async def run_worker(
         ledger,
         store,
         Leadership(database, name="export-expiry", owner=owner, ttl=_LEADERSHIP_TTL),
-        interval_seconds=settings.export.expiry_sweep_seconds,
+        interval_seconds=settings.files.expiry_sweep_seconds,
     )
     sampler = MetricsSampler(
         database,

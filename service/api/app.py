@@ -41,7 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = connect(settings.mongo, app_name="ferry-api")
         database = client[settings.mongo.database]
-        read_model = ReadModel(database, record_retention=settings.export.record_retention)
+        read_model = ReadModel(database, record_retention=settings.jobs.record_retention)
         store = ObjectStore(settings.s3)
         broker = make_broker(
             settings.kafka, client_id="ferry-api", tracing=settings.observability.tracing

@@ -20,26 +20,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from service.api.surfaces import surface_for
+from service.error_codes import ErrorCode
 from service.errors import FerryError, RateLimitedError, ServiceUnavailableError
 from service.jobs.failures import classify
 
 log = structlog.get_logger(__name__)
 
 _HTTP_CODES = {
-    401: "UNAUTHORIZED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    429: "RATE_LIMITED",
+    401: ErrorCode.UNAUTHORIZED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    429: ErrorCode.RATE_LIMITED,
 }
 # Error messages quote the request at times (a parameter's name, a path); never at length.
 _MAX_MESSAGE = 1000
 
 # What a dependency's failure may look like; `classify` tells an outage from a bug among them.
 _OUTAGE_TYPES: tuple[type[Exception], ...] = (PyMongoError, MinioException, Urllib3Error, OSError)
-_OUTAGES = {
-    "DATABASE_UNAVAILABLE": "the database is unavailable; try again shortly",
-    "STORAGE_UNAVAILABLE": "the object store is unavailable; try again shortly",
-    "NETWORK_ERROR": "a dependency could not be reached; try again shortly",
+_OUTAGES: dict[str, str] = {
+    ErrorCode.DATABASE_UNAVAILABLE: "the database is unavailable; try again shortly",
+    ErrorCode.STORAGE_UNAVAILABLE: "the object store is unavailable; try again shortly",
+    ErrorCode.NETWORK_ERROR: "a dependency could not be reached; try again shortly",
 }
 _OUTAGE_RETRY_AFTER = 5  # seconds: a fail-over or restart of a dependency takes about as long
 
@@ -99,11 +100,11 @@ def install(app: FastAPI) -> None:
             f"{'.'.join(str(part) for part in error['loc'][1:]) or error['loc'][0]}: {error['msg']}"
             for error in exc.errors()
         )
-        return error_response(request, 400, "INVALID_REQUEST", problems[:_MAX_MESSAGE])
+        return error_response(request, 400, ErrorCode.INVALID_REQUEST, problems[:_MAX_MESSAGE])
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
         message = exc.detail if isinstance(exc.detail, str) else code.lower()
         response = error_response(request, exc.status_code, code, message[:_MAX_MESSAGE])
         # Starlette's own headers, e.g. `Allow` on a 405 (RFC 9110 requires it).
@@ -125,7 +126,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("api.unexpected_error", exc_info=exc)
-        response = error_response(request, 500, "INTERNAL_ERROR", "an unexpected error occurred")
+        response = error_response(
+            request, 500, ErrorCode.INTERNAL_ERROR, "an unexpected error occurred"
+        )
         # Answered by Starlette's outermost middleware, outside `assign_request_id`: the id the
         # log line and the body carry goes on the header here.
         response.headers["X-Request-Id"] = request_id(request)

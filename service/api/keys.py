@@ -25,6 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from service.clock import as_utc, utcnow
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 
 log = structlog.get_logger(__name__)
@@ -41,7 +42,7 @@ _CACHE_ENTRIES = 10_000
 
 
 class KeyNotFoundError(FerryError):
-    code = "KEY_NOT_FOUND"
+    code = ErrorCode.KEY_NOT_FOUND
     http_status = 404
 
     def __init__(self, key_id: str) -> None:

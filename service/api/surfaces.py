@@ -16,6 +16,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from service.error_codes import ErrorCode
+
 
 class Surface(Protocol):
     def error(self, request: Request, status: int, code: str, message: str) -> JSONResponse: ...
@@ -38,13 +40,13 @@ class BrevoError(BaseModel):
 
 
 # Ferry's codes in Brevo's words; others by HTTP status.
-_BREVO_CODES = {
-    "NOT_FOUND": "document_not_found",
-    "UNAUTHORIZED": "unauthorized",
-    "INVALID_REQUEST": "invalid_parameter",
-    "METHOD_NOT_ALLOWED": "method_not_allowed",
-    "RATE_LIMITED": "too_many_requests",
-    "SERVICE_UNAVAILABLE": "service_unavailable",
+_BREVO_CODES: dict[str, str] = {
+    ErrorCode.NOT_FOUND: "document_not_found",
+    ErrorCode.UNAUTHORIZED: "unauthorized",
+    ErrorCode.INVALID_REQUEST: "invalid_parameter",
+    ErrorCode.METHOD_NOT_ALLOWED: "method_not_allowed",
+    ErrorCode.RATE_LIMITED: "too_many_requests",
+    ErrorCode.SERVICE_UNAVAILABLE: "service_unavailable",
 }
 _BREVO_BY_STATUS = {
     400: "invalid_parameter",

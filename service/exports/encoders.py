@@ -20,10 +20,8 @@ from typing import Any, Protocol
 
 from service.clock import rfc3339
 from service.datasets.base import Cell, Column, Document
+from service.formulas import FORMULA_PREFIXES
 from service.jobs.model import ExportFormat
-
-# OWASP's list: formula starters, plus tab and carriage return which some spreadsheets strip first.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Encoder(Protocol):

@@ -15,63 +15,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from service.datasets.base import Document
-from service.errors import FerryError
 from service.exports.arrow_batches import RowBatch
 from service.exports.arrow_encoders import BatchEncoder
 from service.exports.checkpoints import Checkpoint, ClosedFile, OpenFile, StoredPart
-from service.exports.object_writer import ObjectWriter, ResumedUpload, UploadedPart
+
+# Re-exported: the exporter names them from here.
+from service.exports.file_shapes import FileLimits, Resumable, TooManyFilesError, WrittenFile
 from service.storage import ObjectStore
+from service.storage.writer import ObjectWriter, ResumedUpload, UploadedPart
 
-
-class TooManyFilesError(FerryError):
-    """The limits asked for would cut the export into more files than allowed."""
-
-    code = "TOO_MANY_FILES"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"the export would need more than {limit} files; raise max_file_bytes or "
-            "max_rows_per_file, or narrow the filters"
-        )
-
-
-@dataclass(frozen=True)
-class FileLimits:
-    """How large one file may get; neither limit set means one file."""
-
-    max_bytes: int | None = None
-    max_rows: int | None = None
-
-    @property
-    def split(self) -> bool:
-        return self.max_bytes is not None or self.max_rows is not None
-
-
-@dataclass(frozen=True)
-class WrittenFile:
-    key: str
-    part: int | None  # None for the file of a one-file export
-    rows: int
-    size_bytes: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Resumable:
-    """What checkpointing needs: each row's sort key, where to save a checkpoint, when the
-    export began reading, and the checkpoint to continue from (None: from the start)."""
-
-    key_of: Callable[[Document], dict[str, Any]]
-    save: Callable[[Checkpoint], Awaitable[None]]
-    data_as_of: datetime
-    start: Checkpoint | None = None
-    # False for formats whose file cannot be continued mid-way (Parquet: its footer describes
-    # every row group): checkpoints are then taken only when a file closes.
-    mid_file: bool = True
+__all__ = ["FileLimits", "FileSequence", "Resumable", "TooManyFilesError", "WrittenFile"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from service.clock import rfc3339
 from service.datasets.base import Column, Dataset
-from service.exports.file_parts import WrittenFile
+from service.exports.file_shapes import WrittenFile
 from service.jobs.model import Job
 
 MANIFEST_VERSION = 1

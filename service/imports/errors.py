@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from service.error_codes import ErrorCode
 from service.errors import JobFailedError
 
 
@@ -10,31 +11,31 @@ class InvalidFileError(JobFailedError):
     """Not a CSV file Ferry can read: not text, or a header it cannot use."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("INVALID_FILE", message)
+        super().__init__(ErrorCode.INVALID_FILE, message)
 
 
 class FileTooLargeError(JobFailedError):
     def __init__(self, message: str) -> None:
-        super().__init__("FILE_TOO_LARGE", message)
+        super().__init__(ErrorCode.FILE_TOO_LARGE, message)
 
 
 class SourceNotFoundError(JobFailedError):
     def __init__(self, message: str) -> None:
-        super().__init__("SOURCE_NOT_FOUND", message)
+        super().__init__(ErrorCode.SOURCE_NOT_FOUND, message)
 
 
 class SourceUnavailableError(JobFailedError):
     """The source answered, but not with the file (a refusal, a redirect, a changed object)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("SOURCE_UNAVAILABLE", message)
+        super().__init__(ErrorCode.SOURCE_UNAVAILABLE, message)
 
 
 class SourceTooSlowError(JobFailedError):
     """The source kept sending, but too slowly to finish within the fetch deadline."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("SOURCE_TOO_SLOW", message)
+        super().__init__(ErrorCode.SOURCE_TOO_SLOW, message)
 
 
 # What an import's messages may quote of its input (a header, a value, a URL): enough to

@@ -18,12 +18,12 @@ import csv
 import io
 from collections.abc import Sequence
 
-from service.exports.encoders import FORMULA_PREFIXES
-from service.exports.object_writer import ObjectWriter
+from service.formulas import escape_formula
 from service.imports import files
 from service.imports.model import REJECTED_ROWS, ReportFile
 from service.imports.validation import Rejection
 from service.storage import ObjectStore
+from service.storage.writer import ObjectWriter
 
 REPORT_NAMES = (
     "invalid_emails",
@@ -143,7 +143,7 @@ class Reports:
         self._rows[name] += 1
 
     def _safe(self, value: str) -> str:
-        return "'" + value if self._escape and value.startswith(FORMULA_PREFIXES) else value
+        return escape_formula(value) if self._escape else value
 
 
 def _line(rejection: Rejection) -> int:

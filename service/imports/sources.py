@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import httpx
 
-from service.exports.object_writer import ObjectWriter
 from service.imports import files
 from service.imports.errors import (
     FileTooLargeError,
@@ -33,6 +32,7 @@ from service.jobs.model import Job
 from service.outbound.guard import DestinationGuard
 from service.outbound.transport import guarded_client
 from service.storage import ObjectStore, StoredObject
+from service.storage.writer import ObjectWriter
 
 _GONE = frozenset({404, 410})
 _IDENTITY = {"Accept-Encoding": "identity"}

@@ -12,13 +12,17 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from service.errors import ErrorCode, FerryError
+
 if TYPE_CHECKING:
     from faststream._internal.types import BrokerMiddleware
     from opentelemetry.sdk.trace.export import SpanExporter
 
 
-class TracingUnavailableError(RuntimeError):
+class TracingUnavailableError(FerryError, RuntimeError):
     """Tracing was asked for but the `tracing` extra is not installed."""
+
+    code = ErrorCode.TRACING_UNAVAILABLE
 
 
 def kafka_tracing_middlewares() -> tuple[BrokerMiddleware[Any, Any], ...]:

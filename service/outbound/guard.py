@@ -12,6 +12,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 from service.outbound.addresses import AddressPolicy, IPAddress, parse_address
 
@@ -22,7 +23,7 @@ Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 class UnsafeDestinationError(FerryError):
     """A URL's host is, or resolves to, an address Ferry must not connect to."""
 
-    code = "UNSAFE_DESTINATION"
+    code = ErrorCode.UNSAFE_DESTINATION
     http_status = 400
 
     def __init__(self, host: str, reason: str) -> None:
@@ -34,7 +35,7 @@ class UnsafeDestinationError(FerryError):
 class UnresolvableHostError(FerryError):
     """The host has no address (or the resolver failed)."""
 
-    code = "UNRESOLVABLE_HOST"
+    code = ErrorCode.UNRESOLVABLE_HOST
 
     def __init__(self, host: str, reason: str) -> None:
         super().__init__(f"cannot resolve {host}: {reason}")

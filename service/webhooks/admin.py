@@ -12,6 +12,7 @@ import httpx
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import Settings
+from service.error_codes import ErrorCode
 from service.errors import FerryError, InvalidRequestError, NotFoundError
 from service.events.contracts import is_valid_project_id
 from service.outbound.addresses import AddressPolicy
@@ -24,7 +25,7 @@ from service.webhooks.secret_store import ProjectSecrets
 
 
 class EndpointDisabledError(FerryError):
-    code = "ENDPOINT_DISABLED"
+    code = ErrorCode.ENDPOINT_DISABLED
     http_status = 409
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -65,7 +66,7 @@ class WebhookAdmin:
         try:
             parsed = httpx.URL(check_http_url(url))
         except ValueError as exc:
-            raise InvalidRequestError(f"url {url!r} {exc}", code="INVALID_URL") from exc
+            raise InvalidRequestError(f"url {url!r} {exc}", code=ErrorCode.INVALID_URL) from exc
         default_port = 443 if parsed.scheme == "https" else 80
         warning = None
         try:

@@ -15,6 +15,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import as_utc, utcnow, uuid7
+from service.error_codes import ErrorCode
 from service.errors import InvalidRequestError, NotFoundError
 from service.events.contracts import is_valid_project_id
 from service.outbound.urls import check_http_url
@@ -93,11 +94,11 @@ class EndpointStore:
         try:
             checked_url = check_http_url(url)
         except ValueError as exc:
-            raise InvalidRequestError(f"url {url!r} {exc}", code="INVALID_URL") from exc
+            raise InvalidRequestError(f"url {url!r} {exc}", code=ErrorCode.INVALID_URL) from exc
         try:
             subscriptions = check_subscriptions(event_types)
         except ValueError as exc:
-            raise InvalidRequestError(str(exc), code="INVALID_EVENT_TYPES") from exc
+            raise InvalidRequestError(str(exc), code=ErrorCode.INVALID_EVENT_TYPES) from exc
         if description is not None and len(description) > _MAX_DESCRIPTION:
             raise InvalidRequestError(f"description is longer than {_MAX_DESCRIPTION} characters")
         now = utcnow()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from service.config import WebhookSettings
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 
 _SEPARATOR = "\n"  # project ids cannot contain it
@@ -22,7 +23,7 @@ _SEPARATOR = "\n"  # project ids cannot contain it
 class SecretUnreadableError(FerryError):
     """A stored secret that none of the configured keys decrypts (or that is another project's)."""
 
-    code = "SECRET_UNREADABLE"
+    code = ErrorCode.SECRET_UNREADABLE
 
     def __init__(self, project_id: str) -> None:
         super().__init__(

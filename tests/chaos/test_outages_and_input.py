@@ -191,7 +191,7 @@ async def test_poison_among_good_requests_is_dead_lettered_and_stalls_nothing(
 
 @pytest.mark.parametrize(
     "scenario",
-    [{"FERRY_WORKER__MAX_RUNNING_PER_PROJECT": "2", "FERRY_EXPORT__EXPIRY_SWEEP_SECONDS": "1"}],
+    [{"FERRY_WORKER__MAX_RUNNING_PER_PROJECT": "2", "FERRY_FILES__EXPIRY_SWEEP_SECONDS": "1"}],
     indirect=True,
 )
 async def test_cancellation_and_expiry_under_load(

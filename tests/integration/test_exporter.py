@@ -16,11 +16,11 @@ from service.config import Settings
 from service.database import Database
 from service.errors import LeaseLostError
 from service.exports.exporter import Exporter
-from service.exports.object_writer import ObjectWriter
 from service.jobs.context import JobContext
 from service.jobs.ledger import ClaimPolicy, Lease, Ledger
 from service.jobs.model import Job
 from service.storage import ObjectStore
+from service.storage.writer import ObjectWriter
 from tests.integration.conftest import new_job
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,7 @@ def test_nested_variables_and_defaults() -> None:
     assert settings.mongo.database == "ferry"
     assert settings.s3.bucket == "ferry"
     assert settings.kafka.requests_topic == "ferry.requests"
-    assert settings.export.retention.days == 7
+    assert settings.files.retention.days == 7
 
 
 def test_s3_credentials_have_no_default() -> None:

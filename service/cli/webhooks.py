@@ -1,5 +1,6 @@
 """`ferry webhooks`: without a subcommand it runs the dispatcher; with one it manages endpoints,
-the project's signing secret, and deliveries. Printing only: `admin.py` does the work."""
+the project's signing secret, and deliveries. Printing only: `service/webhooks/admin.py` does
+the work."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
+
+from service.cli.common import console, err_console, fail, settings_or_fail, until_signal
 
 if TYPE_CHECKING:
     from service.webhooks.admin import WebhookAdmin
@@ -32,11 +35,10 @@ def dispatcher(context: typer.Context) -> None:
     """Run the webhook dispatcher, unless a subcommand is given."""
     if context.invoked_subcommand is not None:
         return
-    from service.cli import _settings, _until_signal
-    from service.webhooks.dispatcher import run_dispatcher
+        from service.webhooks.dispatcher import run_dispatcher
 
-    settings = _settings()
-    asyncio.run(_until_signal(lambda stop: run_dispatcher(settings, stop)))
+    settings = settings_or_fail()
+    asyncio.run(until_signal(lambda stop: run_dispatcher(settings, stop)))
 
 
 @webhooks_app.command("add")
@@ -61,8 +63,6 @@ def add(
     if as_json:
         _print_json({"endpoint": _endpoint_json(endpoint), "secret": added.secret})
         return
-    from service.cli import console
-
     if added.warning:
         console.print(f"[yellow]warning:[/] {added.warning}")
     console.print(
@@ -89,8 +89,6 @@ def list_endpoints(
     if as_json:
         _print_json([_endpoint_json(endpoint) for endpoint in endpoints])
         return
-    from service.cli import console
-
     table = Table("id", "project", "url", "events", "enabled", "failing since")
     for endpoint in endpoints:
         state = "yes" if endpoint.enabled else f"no ({endpoint.disabled_reason})"
@@ -168,8 +166,6 @@ def reencrypt_secrets() -> None:
         f"key ({done.plaintext_encrypted} were stored in plain text)."
     )
     if done.unreadable:
-        from service.cli import err_console
-
         err_console.print(
             f"[red]error:[/] no configured key decrypts the secrets of "
             f"{', '.join(done.unreadable)}; they were left as they were"
@@ -185,16 +181,12 @@ def deliveries(
     as_json: JsonOption = False,
 ) -> None:
     """Show deliveries and their attempt logs (time, status, latency, start of the answer)."""
-    from service.cli import _fail
-
     if (endpoint is None) == (job is None):
-        _fail("give --endpoint or --job")
+        fail("give --endpoint or --job")
     found = _run(lambda admin: admin.deliveries_of(endpoint_id=endpoint, job_id=job, limit=limit))
     if as_json:
         _print_json([delivery.model_dump(mode="json", by_alias=True) for delivery in found])
         return
-    from service.cli import console
-
     for delivery in found:
         due = (
             f", next attempt {delivery.due_at.isoformat()}" if delivery.status == "pending" else ""
@@ -232,12 +224,11 @@ def redeliver(
 def _run(operation: Callable[[WebhookAdmin], Awaitable[T]]) -> T:
     """Run one admin operation against the configured database; a Ferry error is printed as
     a clear message (exit 2), not a traceback."""
-    from service.cli import _fail, _settings
     from service.database import connect
     from service.errors import FerryError
     from service.webhooks.admin import WebhookAdmin
 
-    settings = _settings()
+    settings = settings_or_fail()
 
     async def run() -> T:
         client = connect(settings.mongo, app_name="ferry-cli")
@@ -249,12 +240,10 @@ def _run(operation: Callable[[WebhookAdmin], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except FerryError as exc:
-        _fail(f"{exc.code}: {exc.message}")
+        fail(f"{exc.code}: {exc.message}")
 
 
 def _say(message: str) -> None:
-    from service.cli import console
-
     console.print(message)
 
 

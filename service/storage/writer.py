@@ -19,7 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.storage import MultipartUpload, ObjectStore
+from service.storage.client import ObjectStore
+from service.storage.multipart import MultipartUpload
 
 _GZIP_WBITS = 31  # zlib's way of asking for a gzip container
 # The gzip trailer (8 bytes), the final block's header and a sync flush's marker, generously.

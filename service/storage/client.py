@@ -1,8 +1,9 @@
-"""The object store (S3/MinIO): multipart uploads, download links, deletes.
+"""The object store client (S3/MinIO): one bucket, its uploads, download links, reads, deletes.
 
 The minio SDK is synchronous, so every call runs in a thread and the event loop never blocks.
 Its public `put_object` cannot take data produced by an async pipeline part by part, nor tell us
-the upload id, so the multipart calls go through the client's 7.2 internals, here and only here.
+the upload id, so the multipart calls go through the client's 7.2 internals, in this package
+(here and in `multipart.py`) and only here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,9 @@ from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 
 from service.config import S3Settings
+from service.error_codes import ErrorCode
 from service.errors import FerryError
+from service.storage.multipart import MultipartUpload
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -46,7 +49,7 @@ class StoredObject:
 class ObjectChangedError(FerryError):
     """An object was replaced while it was being read in parts."""
 
-    code = "SOURCE_CHANGED"
+    code = ErrorCode.SOURCE_CHANGED
 
     def __init__(self, bucket: str, key: str) -> None:
         super().__init__(f"{bucket}/{key} changed while it was being read; submit it again")
@@ -242,65 +245,6 @@ class ObjectStore:
                 response.release_conn()
 
         return await asyncio.to_thread(fetch)
-
-
-@dataclass
-class MultipartUpload:
-    """An S3 multipart upload in progress. Parts are numbered from 1, in order."""
-
-    _client: Minio
-    bucket: str
-    key: str
-    upload_id: str
-    _parts: list[Part] = field(default_factory=list)
-
-    @property
-    def part_count(self) -> int:
-        return len(self._parts)
-
-    async def upload_part(self, data: bytes) -> str:
-        """Upload the next part; its ETag."""
-        number = len(self._parts) + 1
-        self._parts.append(Part(number, ""))  # reserve the number before the await
-        etag = await asyncio.to_thread(
-            self._client._upload_part,  # noqa: SLF001 - see the module docstring
-            self.bucket,
-            self.key,
-            data,
-            None,
-            self.upload_id,
-            number,
-        )
-        self._parts[number - 1] = Part(number, etag)
-        return etag
-
-    async def complete(self) -> None:
-        await asyncio.to_thread(
-            self._client._complete_multipart_upload,  # noqa: SLF001
-            self.bucket,
-            self.key,
-            self.upload_id,
-            list(self._iter_parts()),
-        )
-
-    async def abort(self) -> None:
-        """Abort the upload; one already completed or aborted is fine."""
-        try:
-            await asyncio.to_thread(
-                self._client._abort_multipart_upload,  # noqa: SLF001
-                self.bucket,
-                self.key,
-                self.upload_id,
-            )
-        except S3Error as exc:
-            if exc.code != "NoSuchUpload":
-                raise
-
-    def _iter_parts(self) -> Iterator[Part]:
-        for part in self._parts:
-            if not part.etag:
-                raise RuntimeError(f"part {part.part_number} of {self.key} was never uploaded")
-            yield part
 
 
 def _client(settings: S3Settings, *, public: bool) -> Minio:
