@@ -21,11 +21,11 @@ from pymongo import DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from service.contracts.imports import BREVO_CATEGORIES, REJECTED_ROWS
+from service.contracts.job_view import JobView
+from service.contracts.requests import is_valid_project_id
 from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
-from service.events.contracts import is_valid_project_id
-from service.imports.model import BREVO_CATEGORIES, REJECTED_ROWS
-from service.jobs.view import JobView
 
 log = structlog.get_logger(__name__)
 

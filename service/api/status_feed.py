@@ -16,7 +16,7 @@ from faststream.kafka import KafkaBroker
 
 from service.api.read_model import ReadModel
 from service.config import KafkaSettings
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED
 from service.events.kafka import subscribe_batches
 from service.observability.metrics import observe_status_lag
 

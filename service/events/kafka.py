@@ -16,7 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from service.config import KafkaSettings
-from service.events.contracts import CLOUDEVENTS_CONTENT_TYPE
+from service.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE
 from service.events.dead_letters import PublishRaw
 from service.events.records import IncomingRecord
 from service.events.relay import StatusPublisher, UndeliverableEventError

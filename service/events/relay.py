@@ -39,10 +39,11 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
+from service.contracts.envelope import JOB_UPDATED
 from service.errors import FerryError
-from service.events.contracts import JOB_UPDATED
-from service.events.outbox import JOBS_COLLECTION, OUTBOX_SHARDS, encode_event
 from service.events.relay_shards import ShardLeases
+from service.jobs.model import JOBS_COLLECTION
+from service.jobs.outbox import OUTBOX_SHARDS, encode_event
 from service.observability import metrics
 
 log = structlog.get_logger(__name__)

@@ -21,19 +21,18 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow, uuid7
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.counters import PROCESS_IDS, Counters
 from service.errors import FerryError, LeaseLostError
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
-from service.events.outbox import outbox_entry, shard_of
 from service.jobs.idempotency import request_fingerprint, reused_key_job
-from service.jobs.model import Job, JobResult, LastError, Progress
+from service.jobs.model import JOBS_COLLECTION, Job, JobResult, LastError, Progress
+from service.jobs.outbox import new_outbox, outbox_entry, shard_of
 from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus, allowed_from
 from service.jobs.view import job_view
 
 log = structlog.get_logger(__name__)
 
-JOBS_COLLECTION = "jobs"
 _CLAIM_CANDIDATES = 20
 
 T = TypeVar("T")
@@ -180,9 +179,7 @@ class Ledger:
         document = {
             **job.to_document(),
             "revision": 1,
-            "outbox": [self._entry(job, JOB_STATUS_CHANGED, None)],
-            "outbox_pending": True,
-            "outbox_shard": shard_of(job.id),
+            **new_outbox(self._entry(job, JOB_STATUS_CHANGED, None), job.id),
         }
         try:
             await self._jobs.insert_one(document)

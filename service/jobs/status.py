@@ -1,17 +1,11 @@
-"""The job lifecycle in one place: statuses and the transitions allowed between them."""
+"""The job lifecycle in one place: the transitions allowed between the statuses (named in
+service/contracts/status.py), which the ledger checks on every change."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from service.contracts.status import FINISHED, JobStatus
 
-
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
+__all__ = ["FINISHED", "TRANSITIONS", "JobStatus", "allowed_from", "can_transition"]
 
 
 # Where each status may be reached from. `None` is "the job did not exist yet": a request that
@@ -29,11 +23,6 @@ TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
     JobStatus.EXPIRED: frozenset(),
     JobStatus.CANCELLED: frozenset(),
 }
-
-# No further work will happen to a job in these statuses.
-FINISHED = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
-)
 
 
 def can_transition(current: JobStatus | None, target: JobStatus) -> bool:

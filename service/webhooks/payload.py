@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from service.events.contracts import JOB_STATUS_CHANGED, JobStatusChanged
-from service.jobs.view import JobView
+from service.contracts.envelope import JOB_STATUS_CHANGED
+from service.contracts.job_view import JobView
+from service.contracts.status_events import JobStatusChanged
 from service.webhooks.event_types import event_type
 
 
