@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymongo import ASCENDING, IndexModel
 
 from service.clock import as_utc
 from service.contracts.exports import Compression, ExportFile, ExportFormat, ExportResult
@@ -15,6 +16,7 @@ from service.contracts.status import JobStatus
 
 __all__ = [
     "JOBS_COLLECTION",
+    "JOB_INDEXES",
     "Compression",
     "ExportFile",
     "ExportFormat",
@@ -28,6 +30,21 @@ __all__ = [
 
 # The ledger's collection: one document per job, its outbox inside (service/jobs/outbox.py).
 JOBS_COLLECTION = "jobs"
+# What the ledger looks jobs up by (the outbox's own indexes are in service/jobs/outbox.py).
+JOB_INDEXES = (
+    IndexModel([("request_source", ASCENDING), ("request_id", ASCENDING)], unique=True),
+    IndexModel(
+        [("project_id", ASCENDING), ("idempotency_key", ASCENDING)],
+        unique=True,
+        partialFilterExpression={"idempotency_key": {"$type": "string"}},
+    ),
+    IndexModel([("status", ASCENDING), ("created_at", ASCENDING)]),
+    IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)]),
+    IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
+    IndexModel([("project_id", ASCENDING), ("status", ASCENDING)]),
+    # Finished jobs are deleted once their record retention has passed.
+    IndexModel([("purge_at", ASCENDING)], expireAfterSeconds=0),
+)
 
 # Told apart by their fields: an export's has `object_key`, an import's `counts`.
 JobResult = ExportResult | ImportResult

@@ -20,9 +20,17 @@ import json
 import zlib
 from typing import Any
 
+import structlog
 from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
 
-from service.clock import utcnow
+from service.clock import utcnow, uuid7
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
+from service.contracts.status import JobStatus
+from service.jobs.model import Job
+from service.jobs.view import job_view
+
+log = structlog.get_logger(__name__)
 
 # Fixed for an installation: a job's shard is stored with it. More shards than relays lets
 # relays join and leave with an even share; 32 serves up to 32 relays.
@@ -32,6 +40,18 @@ OUTBOX_SHARDS = 32
 # limit is 1 MiB with key and headers). Echoed input is capped, so events are a few KB; this
 # is the safety net that keeps one event from blocking the relay.
 MAX_STATUS_EVENT_BYTES = 512 * 1024
+
+# The outbox relays' work list: jobs with events not yet published, by shard.
+OUTBOX_INDEXES = (
+    IndexModel(
+        [("outbox_pending", ASCENDING), ("updated_at", ASCENDING)],
+        partialFilterExpression={"outbox_pending": True},
+    ),
+    IndexModel(
+        [("outbox_pending", ASCENDING), ("outbox_shard", ASCENDING)],
+        partialFilterExpression={"outbox_pending": True},
+    ),
+)
 
 
 def shard_of(job_id: str) -> int:
@@ -71,3 +91,28 @@ def append_fields(entry: dict[str, Any], job_id: str) -> dict[str, Any]:
 def new_outbox(entry: dict[str, Any], job_id: str) -> dict[str, Any]:
     """The outbox fields of a job recorded with its first event."""
     return {"outbox": [entry], "outbox_pending": True, "outbox_shard": shard_of(job_id)}
+
+
+def status_entry(job: Job, previous: JobStatus | None, *, source: str) -> dict[str, Any]:
+    """The outbox entry of a change that left `job` as it is, from `previous` (None: the job
+    was just recorded): `ferry.job.status_changed.v1` when the status moved, else
+    `ferry.job.updated.v1`."""
+    data = job_view(job)
+    if previous is None or previous is not job.status:
+        event_type = JOB_STATUS_CHANGED
+        data["previous_status"] = previous.value if previous else None
+    else:
+        event_type = JOB_UPDATED
+    event = make_event(
+        event_id=uuid7(),
+        source=source,
+        event_type=event_type,
+        subject=job.id,
+        time=job.updated_at,
+        data=data,
+    )
+    entry = outbox_entry(key=job.id, event=event)
+    if "oversize" in entry:
+        # Echoed input is capped, so this is a bug to fix; the relay dead-letters the event.
+        log.error("outbox.event_oversize", job_id=job.id, size=entry["oversize"])
+    return entry

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from service.contracts.status import FINISHED, JobStatus
 
-__all__ = ["FINISHED", "TRANSITIONS", "JobStatus", "allowed_from", "can_transition"]
+__all__ = [
+    "FINISHED",
+    "TRANSITIONS",
+    "JobStatus",
+    "allowed_from",
+    "can_change",
+    "can_transition",
+]
 
 
 # Where each status may be reached from. `None` is "the job did not exist yet": a request that
@@ -27,6 +34,15 @@ TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
 
 def can_transition(current: JobStatus | None, target: JobStatus) -> bool:
     return target in TRANSITIONS[current]
+
+
+def can_change(current: JobStatus, target: JobStatus) -> bool:
+    """Whether a change may lead a job in `current` to `target`: a transition of the table, or
+    a change that keeps an unfinished job's status (progress, a new attempt after a lost lease,
+    a cancel flag). A finished job changes only by its transitions (completed -> expired)."""
+    if target is current:
+        return current not in FINISHED
+    return can_transition(current, target)
 
 
 def allowed_from(target: JobStatus) -> list[str]:
