@@ -11,10 +11,10 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from service.clock import utcnow
 from service.contracts.job_view import Progress
 from service.errors import LeaseLostError
 from service.jobs.changes import Change, JobChanges
+from service.jobs.leases import Leases
 from service.jobs.model import Job
 from service.jobs.slots import ProjectSlots, holder_of
 from service.jobs.status import JobStatus
@@ -50,10 +50,15 @@ class RunningAttempts:
         self._jobs = jobs
         self._changes = changes
         self._slots = slots
+        self._leases = Leases(jobs, holder="lease_owner", expires="lease_expires_at")
 
     async def heartbeat(self, lease: Lease, *, extend_by: timedelta) -> bool:
         """Extend the lease; False when it is no longer ours. Not a published change."""
-        if not await self._fenced_set(lease, {"lease_expires_at": utcnow() + extend_by}):
+        # A lease fenced by its attempt; counting a revision makes a change computed from an
+        # older read of the job compute again (service/jobs/changes.py).
+        if not await self._leases.renew(
+            lease.owner, extend_by, fence=lease.fence(), count="revision"
+        ):
             return False
         await self._slots.renew(holder_of(lease.job_id, lease.attempt), lease=extend_by)
         return True
