@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_serializer
 
 from service.clock import rfc3339
 
@@ -36,6 +36,12 @@ class CloudEvent(BaseModel):
     subject: str | None = None
     datacontenttype: str | None = "application/json"
     data: Any = None
+
+    @field_serializer("time", when_used="json-unless-none")
+    def _time_on_the_wire(self, value: datetime) -> str:
+        # As Ferry has always written it (milliseconds only when there are any), not
+        # pydantic's six-digit fraction.
+        return rfc3339(value)
 
 
 def make_event(

@@ -25,8 +25,10 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 from service.clock import utcnow, uuid7
-from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.contracts.job_view import JobView
 from service.contracts.status import JobStatus
+from service.contracts.status_events import JobStatusChanged, JobUpdated, StatusChangedData
 from service.jobs.model import Job
 from service.jobs.view import job_view
 
@@ -96,22 +98,23 @@ def new_outbox(entry: dict[str, Any], job_id: str) -> dict[str, Any]:
 def status_entry(job: Job, previous: JobStatus | None, *, source: str) -> dict[str, Any]:
     """The outbox entry of a change that left `job` as it is, from `previous` (None: the job
     was just recorded): `ferry.job.status_changed.v1` when the status moved, else
-    `ferry.job.updated.v1`."""
-    data = job_view(job)
+    `ferry.job.updated.v1`. The event is built as its model, with the job's view built once,
+    and stored as the JSON object that goes on the wire."""
+    view = job_view(job)
+    header: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": uuid7(),
+        "source": source,
+        "subject": job.id,
+        "time": job.updated_at,
+    }
+    event: JobStatusChanged | JobUpdated
     if previous is None or previous is not job.status:
-        event_type = JOB_STATUS_CHANGED
-        data["previous_status"] = previous.value if previous else None
+        data = StatusChangedData.model_validate({**view, "previous_status": previous})
+        event = JobStatusChanged(**header, type=JOB_STATUS_CHANGED, data=data)
     else:
-        event_type = JOB_UPDATED
-    event = make_event(
-        event_id=uuid7(),
-        source=source,
-        event_type=event_type,
-        subject=job.id,
-        time=job.updated_at,
-        data=data,
-    )
-    entry = outbox_entry(key=job.id, event=event)
+        event = JobUpdated(**header, type=JOB_UPDATED, data=JobView.model_validate(view))
+    entry = outbox_entry(key=job.id, event=event.model_dump(mode="json"))
     if "oversize" in entry:
         # Echoed input is capped, so this is a bug to fix; the relay dead-letters the event.
         log.error("outbox.event_oversize", job_id=job.id, size=entry["oversize"])
