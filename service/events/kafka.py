@@ -19,7 +19,7 @@ from service.config import KafkaSettings
 from service.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE
 from service.events.dead_letters import PublishRaw
 from service.events.records import IncomingRecord
-from service.events.relay import StatusPublisher, UndeliverableEventError
+from service.events.status_publishing import StatusPublisher, UndeliverableEventError
 from service.observability.tracing import kafka_tracing_middlewares
 
 if TYPE_CHECKING:

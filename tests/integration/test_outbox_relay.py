@@ -18,8 +18,9 @@ from service.config import Settings
 from service.database import Database
 from service.events.kafka import KafkaStatusPublisher, make_broker
 from service.events.outbox import outbox_backlog, outbox_is_fresh
-from service.events.relay import OutboxRelay, UndeliverableEventError
+from service.events.relay import OutboxRelay
 from service.events.relay_shards import RELAYS_COLLECTION, SHARD_LEASES_COLLECTION, ShardLeases
+from service.events.status_publishing import UndeliverableEventError
 from service.jobs.ledger import ClaimPolicy, Lease, Ledger
 from service.jobs.model import JOBS_COLLECTION, Progress
 from service.jobs.outbox import OUTBOX_SHARDS
