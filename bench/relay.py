@@ -37,14 +37,7 @@ sys.path.insert(0, str(ROOT))
 from service.config import Settings, settings_from_env  # noqa: E402
 from service.database import Database, connect  # noqa: E402
 from service.events.kafka import KafkaStatusPublisher, make_broker  # noqa: E402
-from service.events.outbox import (  # noqa: E402
-    JOBS_COLLECTION,
-    OUTBOX_SHARDS,
-    encode_event,
-    outbox_backlog,
-    outbox_entry,
-    shard_of,
-)
+from service.events.outbox import outbox_backlog  # noqa: E402
 from service.events.relay import OutboxRelay  # noqa: E402
 from service.events.relay_shards import (  # noqa: E402
     RELAYS_COLLECTION,
@@ -52,6 +45,8 @@ from service.events.relay_shards import (  # noqa: E402
     ShardLeases,
 )
 from service.jobs.ledger import Ledger  # noqa: E402
+from service.jobs.model import JOBS_COLLECTION  # noqa: E402
+from service.jobs.outbox import OUTBOX_SHARDS, encode_event, outbox_entry, shard_of  # noqa: E402
 from service.jobs.status import JobStatus  # noqa: E402
 from service.provisioning import provision  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402

@@ -21,18 +21,18 @@ from pymongo import DESCENDING, IndexModel, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from service.contracts.imports import BREVO_CATEGORIES, REJECTED_ROWS
+from service.contracts.job_view import JobView
+from service.contracts.requests import is_valid_project_id
+from service.contracts.status import FINISHED, JobStatus
 from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
-from service.events.contracts import is_valid_project_id
-from service.imports.model import BREVO_CATEGORIES, REJECTED_ROWS
-from service.jobs.view import JobView
 
 log = structlog.get_logger(__name__)
 
 READ_MODEL_COLLECTION = "job_views"
 
 
-_FINISHED = frozenset({"completed", "failed", "expired", "cancelled"})
 # Every report an import may write.
 REPORT_NAMES = frozenset({*BREVO_CATEGORIES, REJECTED_ROWS})
 _DUPLICATE_KEY = 11000
@@ -132,7 +132,7 @@ class ReadModel:
         }
         if view.get("process_id") is not None:
             document["process_id"] = int(view["process_id"])
-        if view["status"] in _FINISHED:
+        if JobStatus(view["status"]) in FINISHED:
             ended = view.get("expires_at") or view.get("completed_at") or view["created_at"]
             document["purge_at"] = datetime.fromisoformat(ended) + self._record_retention
         return document

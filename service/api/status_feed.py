@@ -7,8 +7,8 @@ the ledger when 200 jobs changed at once.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -16,7 +16,11 @@ from faststream.kafka import KafkaBroker
 
 from service.api.read_model import ReadModel
 from service.config import KafkaSettings
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.contracts.status_events import (
+    UnreadableStatusEventError,
+    read_status_event,
+    view_of,
+)
 from service.events.kafka import subscribe_batches
 from service.observability.metrics import observe_status_lag
 
@@ -25,24 +29,18 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_VIEW_EVENTS = frozenset({JOB_STATUS_CHANGED, JOB_UPDATED})
 
-
-def _view_of(payload: bytes) -> tuple[dict[str, Any], str | None] | None:
+def _view_of(payload: bytes) -> tuple[dict[str, Any], datetime | None] | None:
     """The job view an event carries, and the event's time; None when it carries none."""
     try:
-        event = json.loads(payload)
-        data = dict(event["data"])
-        event_type = event["type"]
-    except (ValueError, KeyError, TypeError, RecursionError):
+        event = read_status_event(payload)
+    except UnreadableStatusEventError:
         # Only Ferry writes this topic; an unreadable event is a bug to see, not to retry.
         log.exception("status_feed.unreadable_event", size=len(payload))
         return None
-    if event_type not in _VIEW_EVENTS:
+    if event is None:
         return None
-    data.pop("previous_status", None)
-    time = event.get("time")
-    return data, time if isinstance(time, str) else None
+    return view_of(event), event.time
 
 
 async def apply_status_events(read_model: ReadModel, payloads: Sequence[bytes]) -> int:

@@ -18,10 +18,10 @@ from typing import Protocol
 import structlog
 
 from service.clock import utcnow
+from service.contracts.requests import Rejected
 from service.events.dead_letters import DeadLetters
 from service.events.outages import is_outage
 from service.events.records import IncomingRecord
-from service.events.rejection import Rejected
 from service.events.requests import RequestHandler, parse_request
 from service.jobs.cancellation import CancelJob
 from service.jobs.ledger import Accepted, CancelOutcome

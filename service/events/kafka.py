@@ -16,10 +16,10 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from service.config import KafkaSettings
-from service.events.contracts import CLOUDEVENTS_CONTENT_TYPE
+from service.contracts.envelope import CLOUDEVENTS_CONTENT_TYPE
 from service.events.dead_letters import PublishRaw
 from service.events.records import IncomingRecord
-from service.events.relay import StatusPublisher, UndeliverableEventError
+from service.events.status_publishing import StatusPublisher, UndeliverableEventError
 from service.observability.tracing import kafka_tracing_middlewares
 
 if TYPE_CHECKING:

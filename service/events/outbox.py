@@ -1,64 +1,15 @@
-"""The outbox: status events written with the job change that caused them.
-
-Each job document carries its own unpublished events (`outbox`, flagged by `outbox_pending`),
-appended in the same single-document write as the change: an event exists exactly when the
-change happened, without a multi-document transaction. A job's events are published in the
-order they were written and share a partition (key = job id). Delivery is at least once; every
-event carries the job's `version`, so consumers drop what they have already seen.
-
-Jobs are spread over OUTBOX_SHARDS shards by a hash of their id (`outbox_shard`), so several
-relays can share the outbox, each publishing the shards it holds a lease on (relay.py).
-"""
+"""What the outbox holds that is not yet published (readiness and the backlog gauge). The
+outbox itself, written with each job change, is the ledger's (service/jobs/outbox.py)."""
 
 from __future__ import annotations
 
-import json
-import zlib
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
-
-# The documents whose `outbox` the relay publishes (the job ledger's collection).
-JOBS_COLLECTION = "jobs"
-
-# Fixed for an installation: a job's shard is stored with it. More shards than relays lets
-# relays join and leave with an even share; 32 serves up to 32 relays.
-OUTBOX_SHARDS = 32
-
-# A status event larger than this is not published but dead-lettered (the broker's default
-# limit is 1 MiB with key and headers). Echoed input is capped, so events are a few KB; this
-# is the safety net that keeps one event from blocking the relay.
-MAX_STATUS_EVENT_BYTES = 512 * 1024
-
-
-def shard_of(job_id: str) -> int:
-    """The outbox shard of a job: stable across processes and versions (CRC-32 of the id)."""
-    return zlib.crc32(job_id.encode()) % OUTBOX_SHARDS
-
-
-def encode_event(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), default=str).encode()
-
-
-def outbox_entry(
-    *, key: str, event: dict[str, Any], max_bytes: int = MAX_STATUS_EVENT_BYTES
-) -> dict[str, Any]:
-    """An outbox entry for `event`. One too large to publish is marked `oversize` when it is
-    written, so the relay dead-letters it at once instead of trying the broker."""
-    entry: dict[str, Any] = {
-        "_id": ObjectId(),
-        "key": key,
-        "event": event,
-        "created_at": utcnow(),
-    }
-    size = len(encode_event(event))
-    if size > max_bytes:
-        entry["oversize"] = size
-    return entry
+from service.jobs.model import JOBS_COLLECTION
 
 
 async def outbox_backlog(database: AsyncDatabase[dict[str, Any]]) -> tuple[int, datetime | None]:

@@ -28,42 +28,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
-from service.errors import FerryError
-from service.events.contracts import JOB_UPDATED
-from service.events.outbox import JOBS_COLLECTION, OUTBOX_SHARDS, encode_event
+from service.contracts.envelope import JOB_UPDATED
 from service.events.relay_shards import ShardLeases
+from service.events.status_publishing import (
+    DEAD_LETTER_EXCERPT_BYTES,
+    StatusPublisher,
+    UndeliverableEventError,
+    dead_letter_headers,
+    failure_of,
+)
+from service.jobs.model import JOBS_COLLECTION
+from service.jobs.outbox import OUTBOX_SHARDS, encode_event
 from service.observability import metrics
 
 log = structlog.get_logger(__name__)
-
-# What a status dead letter keeps of an event that is too large: enough to see what it was.
-DEAD_LETTER_EXCERPT_BYTES = 16 * 1024
-
-
-class UndeliverableEventError(FerryError):
-    """The broker will never take this event (too large, malformed): a verdict, not an outage."""
-
-    code = "EVENT_UNDELIVERABLE"
-
-
-class StatusPublisher(Protocol):
-    async def send(self, key: str, payload: bytes) -> Awaitable[object]:
-        """Hand one event to the producer; the awaitable returned resolves once the broker
-        has acknowledged it. Either raises UndeliverableEventError for a verdict."""
-
-    async def dead_letter(self, key: str, payload: bytes, headers: dict[str, str]) -> None:
-        """Publish to the status dead-letter topic and wait for the acknowledgement."""
 
 
 @dataclass
@@ -202,7 +190,7 @@ class OutboxRelay:
                 metrics.OUTBOX_COALESCED.inc()
                 done.append(entry["_id"])
                 continue
-            failure = await _failure_of(outcome)
+            failure = await failure_of(outcome)
             if isinstance(failure, UndeliverableEventError):
                 if not await self._dead_letter(entry, failure):
                     break
@@ -222,17 +210,7 @@ class OutboxRelay:
         """Move an event that cannot be published to the status dead-letter topic; False when
         that failed too (an outage: the event stays and blocks only its own job)."""
         payload = encode_event(entry["event"])
-        data = entry["event"].get("data") or {}
-        headers = {
-            "ferry-dlq-code": verdict.code,
-            "ferry-dlq-reason": str(verdict)[:500],
-            "ferry-job-id": str(entry["key"])[:100],
-            "ferry-event-type": str(entry["event"].get("type"))[:100],
-            "ferry-event-version": str(data.get("version")),
-            "ferry-original-size": str(len(payload)),
-            "ferry-original-sha256": hashlib.sha256(payload).hexdigest(),
-            "ferry-truncated": str(len(payload) > DEAD_LETTER_EXCERPT_BYTES).lower(),
-        }
+        headers = dead_letter_headers(entry, verdict, payload)
         try:
             await self._publisher.dead_letter(
                 entry["key"], payload[:DEAD_LETTER_EXCERPT_BYTES], headers
@@ -312,14 +290,3 @@ class OutboxRelay:
         )
         for task in pending:
             task.cancel()
-
-
-async def _failure_of(outcome: object) -> BaseException | None:
-    """What became of one send: None once acknowledged, else the error (a verdict or not)."""
-    if isinstance(outcome, BaseException):
-        return outcome
-    try:
-        await outcome  # type: ignore[misc]  # the acknowledgement StatusPublisher.send returned
-    except Exception as exc:  # noqa: BLE001 - reported to the caller, which decides
-        return exc
-    return None

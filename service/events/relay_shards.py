@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow
-from service.events.outbox import OUTBOX_SHARDS
+from service.jobs.outbox import OUTBOX_SHARDS
 
 SHARD_LEASES_COLLECTION = "outbox_shards"
 RELAYS_COLLECTION = "outbox_relays"

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.contracts.envelope import CloudEvent
+from service.contracts.requests import Rejected, is_valid_project_id
 from service.datasets.base import describe_validation_error
-from service.events.contracts import CloudEvent, is_valid_project_id
-from service.events.rejection import Rejected
 from service.events.storable import unstorable
 from service.jobs.cancellation import CancelJob
 from service.jobs.from_request import failed_job

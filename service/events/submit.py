@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from service.clock import utcnow, uuid7
 from service.config import KafkaSettings
-from service.events.contracts import (
+from service.contracts.envelope import (
     CANCEL_REQUESTED,
     EXPORT_REQUESTED,
     IMPORT_REQUESTED,

@@ -8,10 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.contracts.envelope import CloudEvent
+from service.contracts.requests import ExportRequestedData
 from service.datasets import get_dataset
 from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
-from service.events.contracts import CloudEvent, ExportRequestedData
 from service.jobs.from_request import failed_job, job_from_request
 from service.jobs.model import Job
 from service.jobs.status import JobStatus

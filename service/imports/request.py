@@ -8,10 +8,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.contracts.envelope import CloudEvent
+from service.contracts.requests import ImportRequestedData, ObjectSource
 from service.datasets import all_datasets, get_dataset
 from service.datasets.base import describe_validation_error
 from service.errors import InvalidRequestError
-from service.events.contracts import CloudEvent, ImportRequestedData, ObjectSource
 from service.imports import files
 from service.imports.model import ImportOptions, ImportSource
 from service.imports.text import charset

@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.contracts.envelope import CloudEvent
+from service.contracts.requests import CancelRequestedData, Rejected
 from service.datasets.base import describe_validation_error
-from service.events.contracts import CancelRequestedData, CloudEvent
-from service.events.rejection import Rejected
 
 
 @dataclass(frozen=True)

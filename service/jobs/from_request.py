@@ -9,10 +9,10 @@ from typing import Any
 from uuid import UUID
 
 from service.clock import uuid7
-from service.events.contracts import CloudEvent
+from service.contracts.envelope import CloudEvent
+from service.contracts.urls import check_http_url
 from service.jobs.model import Job, JobKind
 from service.jobs.status import JobStatus
-from service.outbound.urls import check_http_url
 
 MAX_IDEMPOTENCY_KEY = 255
 

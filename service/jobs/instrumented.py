@@ -10,8 +10,8 @@ import time
 import structlog
 
 from service.jobs.context import JobContext
+from service.jobs.executor import Executor
 from service.jobs.model import Job, JobResult
-from service.jobs.runner import Executor
 from service.observability.metrics import JOB_DURATION, JOB_ROWS_PER_SECOND
 
 

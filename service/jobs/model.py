@@ -3,66 +3,48 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymongo import ASCENDING, IndexModel
 
 from service.clock import as_utc
-from service.imports.model import ImportOptions, ImportResult, ImportSource
-from service.jobs.status import JobStatus
+from service.contracts.exports import Compression, ExportFile, ExportFormat, ExportResult
+from service.contracts.imports import ImportOptions, ImportResult, ImportSource
+from service.contracts.job_view import JobKind, LastError, Progress
+from service.contracts.status import JobStatus
 
-JobKind = Literal["export", "import"]
-ExportFormat = Literal["csv", "jsonl", "parquet"]
-Compression = Literal["none", "gzip"]
+__all__ = [
+    "JOBS_COLLECTION",
+    "JOB_INDEXES",
+    "Compression",
+    "ExportFile",
+    "ExportFormat",
+    "ExportResult",
+    "Job",
+    "JobKind",
+    "JobResult",
+    "LastError",
+    "Progress",
+]
 
-
-class Progress(BaseModel):
-    """How far the current attempt has got. Each attempt starts again from zero (a resumed
-    attempt from its checkpoint), so within one attempt the figures never go backwards."""
-
-    rows_processed: int = 0
-    percent: float | None = Field(None, description="Estimated share done, 0-100, when known.")
-    eta: str | None = Field(
-        None,
-        description="When the attempt is expected to finish (RFC 3339), from its own rate so "
-        "far; null until it can be estimated.",
-    )
-
-
-class LastError(BaseModel):
-    """Why the previous attempt did not finish (a transient failure that will be retried)."""
-
-    code: str
-    message: str
-
-
-class ExportFile(BaseModel):
-    """One file of a finished export."""
-
-    key: str
-    # The file's number from 1 in a split export; None for the file of a one-file export.
-    part: int | None = None
-    rows: int
-    size_bytes: int
-    sha256: str
-
-
-class ExportResult(BaseModel):
-    """What a finished export produced. Exports finished before files were split have only
-    `object_key` and the file fields; `files` then stays empty."""
-
-    object_key: str  # the first (or only) file
-    row_count: int
-    file_size_bytes: int  # all files together
-    file_sha256: str | None  # the only file's; None when there are several (see `files`)
-    files: list[ExportFile] = Field(default_factory=list)
-    manifest_key: str | None = None
-
-    def object_keys(self) -> list[str]:
-        """Every object the export left: its files, then its manifest."""
-        keys = [file.key for file in self.files] or [self.object_key]
-        return keys + ([self.manifest_key] if self.manifest_key else [])
-
+# The ledger's collection: one document per job, its outbox inside (service/jobs/outbox.py).
+JOBS_COLLECTION = "jobs"
+# What the ledger looks jobs up by (the outbox's own indexes are in service/jobs/outbox.py).
+JOB_INDEXES = (
+    IndexModel([("request_source", ASCENDING), ("request_id", ASCENDING)], unique=True),
+    IndexModel(
+        [("project_id", ASCENDING), ("idempotency_key", ASCENDING)],
+        unique=True,
+        partialFilterExpression={"idempotency_key": {"$type": "string"}},
+    ),
+    IndexModel([("status", ASCENDING), ("created_at", ASCENDING)]),
+    IndexModel([("status", ASCENDING), ("lease_expires_at", ASCENDING)]),
+    IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
+    IndexModel([("project_id", ASCENDING), ("status", ASCENDING)]),
+    # Finished jobs are deleted once their record retention has passed.
+    IndexModel([("purge_at", ASCENDING)], expireAfterSeconds=0),
+)
 
 # Told apart by their fields: an export's has `object_key`, an import's `counts`.
 JobResult = ExportResult | ImportResult

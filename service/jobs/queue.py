@@ -17,7 +17,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import as_utc, utcnow
-from service.jobs.ledger import JOBS_COLLECTION
+from service.jobs.model import JOBS_COLLECTION
 from service.jobs.slots import ProjectSlots
 from service.jobs.status import JobStatus
 from service.jobs.view import backoff_reason

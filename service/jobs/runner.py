@@ -18,7 +18,6 @@ import time
 from collections.abc import Awaitable, Mapping
 from datetime import timedelta
 from enum import Enum
-from typing import Protocol
 
 import structlog
 
@@ -26,6 +25,7 @@ from service.clock import utcnow
 from service.config import WorkerSettings
 from service.errors import LeaseLostError
 from service.jobs.context import JobContext
+from service.jobs.executor import Executor
 from service.jobs.failures import classify
 from service.jobs.ledger import ClaimPolicy, Lease, Ledger
 from service.jobs.model import Job, JobResult
@@ -35,10 +35,6 @@ log = structlog.get_logger(__name__)
 BoundLog = structlog.typing.FilteringBoundLogger
 
 _MAX_CLAIM_BACKOFF_SECONDS = 5.0
-
-
-class Executor(Protocol):
-    async def run(self, job: Job, context: JobContext) -> JobResult: ...
 
 
 class _Stop(Enum):

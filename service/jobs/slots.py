@@ -14,9 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
-from service.clock import utcnow
+from service.jobs.leases import Leases
 
 SLOTS_COLLECTION = "project_slots"
 
@@ -27,48 +26,31 @@ def holder_of(job_id: str, attempt: int) -> str:
 
 
 class ProjectSlots:
+    """The slot documents, each a lease (service/jobs/leases.py) held by one attempt."""
+
     def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
         self._slots = database[SLOTS_COLLECTION]
+        # Not re-entrant: see service/jobs/leases.py.
+        self._leases = Leases(self._slots, reentrant=False)
 
     async def take(
         self, project_id: str, holder: str, *, limit: int, lease: timedelta
     ) -> str | None:
         """A free (or expired) slot of the project for `holder`, or None when all are held."""
         for index in range(limit):
-            now = utcnow()
-            try:
-                await self._slots.update_one(
-                    {
-                        "_id": f"{project_id}:{index}",
-                        "$or": [{"holder": None}, {"expires_at": {"$lt": now}}],
-                    },
-                    {
-                        "$set": {
-                            "project_id": project_id,
-                            "holder": holder,
-                            "expires_at": now + lease,
-                        }
-                    },
-                    upsert=True,
-                )
-            except DuplicateKeyError:
-                continue  # the slot exists and is held: the upsert could not insert it again
-            return f"{project_id}:{index}"
+            slot = f"{project_id}:{index}"
+            if await self._leases.take(slot, holder, lease, fields={"project_id": project_id}):
+                return slot
         return None
 
     async def ensure_indexes(self) -> None:
         await self._slots.create_index("holder")
 
     async def renew(self, holder: str, *, lease: timedelta) -> bool:
-        result = await self._slots.update_one(
-            {"holder": holder}, {"$set": {"expires_at": utcnow() + lease}}
-        )
-        return result.matched_count == 1
+        return await self._leases.renew(holder, lease)
 
     async def release(self, holder: str) -> None:
-        await self._slots.update_one(
-            {"holder": holder}, {"$set": {"holder": None, "expires_at": None}}
-        )
+        await self._leases.release(holder)
 
     async def full_projects(self, limit: int, now: datetime) -> list[str]:
         """Projects whose `limit` slots are all held: a hint to skip their pending jobs."""

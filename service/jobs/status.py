@@ -1,17 +1,18 @@
-"""The job lifecycle in one place: statuses and the transitions allowed between them."""
+"""The job lifecycle in one place: the transitions allowed between the statuses (named in
+service/contracts/status.py), which the ledger checks on every change."""
 
 from __future__ import annotations
 
-from enum import StrEnum
+from service.contracts.status import FINISHED, JobStatus
 
-
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
+__all__ = [
+    "FINISHED",
+    "TRANSITIONS",
+    "JobStatus",
+    "allowed_from",
+    "can_change",
+    "can_transition",
+]
 
 
 # Where each status may be reached from. `None` is "the job did not exist yet": a request that
@@ -30,14 +31,18 @@ TRANSITIONS: dict[JobStatus | None, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset(),
 }
 
-# No further work will happen to a job in these statuses.
-FINISHED = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED}
-)
-
 
 def can_transition(current: JobStatus | None, target: JobStatus) -> bool:
     return target in TRANSITIONS[current]
+
+
+def can_change(current: JobStatus, target: JobStatus) -> bool:
+    """Whether a change may lead a job in `current` to `target`: a transition of the table, or
+    a change that keeps an unfinished job's status (progress, a new attempt after a lost lease,
+    a cancel flag). A finished job changes only by its transitions (completed -> expired)."""
+    if target is current:
+        return current not in FINISHED
+    return can_transition(current, target)
 
 
 def allowed_from(target: JobStatus) -> list[str]:

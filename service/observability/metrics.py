@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service.events.contracts import JOB_STATUS_CHANGED
+from service.contracts.envelope import JOB_STATUS_CHANGED
 
 # Seconds: a tiny export takes well under a second, a large one tens of minutes.
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

@@ -15,8 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
 from service.events.outbox import outbox_backlog
-from service.jobs.ledger import JOBS_COLLECTION
-from service.jobs.model import JobKind
+from service.jobs.model import JOBS_COLLECTION, JobKind
 from service.jobs.status import JobStatus
 from service.observability.metrics import (
     CONSUMER_LAG,

@@ -27,10 +27,7 @@ from service.config import WebhookSettings
 from service.observability.metrics import WebhookOutcome
 from service.webhooks.deliveries import Attempt, Claim, Delivery, DeliveryStatus, DeliveryStore
 from service.webhooks.endpoints import DisabledReason, Endpoint, EndpointStore
-from service.webhooks.metrics import (
-    record_delivery_attempt,
-    record_endpoint_disabled,
-)
+from service.webhooks.metrics import record_delivery_attempt, record_endpoint_disabled
 from service.webhooks.schedule import next_delay, verdict
 from service.webhooks.secret_store import ProjectSecrets
 from service.webhooks.sender import AttemptResult, Sender

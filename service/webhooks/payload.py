@@ -10,12 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from service.events.contracts import JOB_STATUS_CHANGED, JobStatusChanged
-from service.jobs.view import JobView
+from service.clock import rfc3339
+from service.contracts.job_view import JobView
+from service.contracts.status_events import (
+    JobStatusChanged,
+    UnreadableStatusEventError,
+    read_status_event,
+    view_of,
+)
 from service.webhooks.event_types import event_type
 
 
@@ -56,24 +61,16 @@ class WebhookMessage:
 def webhook_message(raw: bytes) -> WebhookMessage | None:
     """The message for a status event; None for events that are not a status change."""
     try:
-        document: Any = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
-        raise UnreadableEventError(f"not JSON: {type(exc).__name__}: {str(exc)[:200]}") from exc
-    if not isinstance(document, dict):
-        raise UnreadableEventError("a status event must be a JSON object")
-    if document.get("type") != JOB_STATUS_CHANGED:
-        return None  # progress and new attempts (ferry.job.updated.v1) are not webhooks
-    try:
-        event = JobStatusChanged.model_validate(document)
-    except ValidationError as exc:
+        event = read_status_event(raw)
+    except UnreadableStatusEventError as exc:
         raise UnreadableEventError(str(exc)) from exc
+    if not isinstance(event, JobStatusChanged):
+        return None  # progress and new attempts (ferry.job.updated.v1) are not webhooks
     if event.time is None:
         raise UnreadableEventError(f"status event {event.id} has no time")
-    data = dict(document["data"])
-    data.pop("previous_status", None)  # not part of the job as /v1 shows it
     kind_and_status = event_type(event.data.kind, event.data.status.value)
     body = json.dumps(
-        {"type": kind_and_status, "timestamp": document["time"], "data": data},
+        {"type": kind_and_status, "timestamp": rfc3339(event.time), "data": view_of(event)},
         separators=(",", ":"),
     )
     return WebhookMessage(

@@ -17,8 +17,7 @@ from service.config import Settings
 from service.database import Database
 from service.demo import demo_messages, load_messages
 from service.events.submit import export_request
-from service.jobs.ledger import JOBS_COLLECTION
-from service.jobs.model import Job
+from service.jobs.model import JOBS_COLLECTION, Job
 from service.jobs.status import FINISHED
 from tests.support.kafka import publish
 

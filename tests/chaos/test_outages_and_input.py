@@ -18,7 +18,7 @@ from service.config import settings_from_env
 from service.database import Database
 from service.devstack import DevStack
 from service.events.submit import cancel_request, export_request
-from service.jobs.ledger import JOBS_COLLECTION
+from service.jobs.model import JOBS_COLLECTION
 from service.jobs.status import JobStatus
 from tests.chaos.conftest import Scenario, record
 from tests.chaos.helpers import (

@@ -22,7 +22,7 @@ from service.clock import utcnow
 from service.database import Database
 from service.devstack import free_port
 from service.events.submit import export_request
-from service.jobs.ledger import JOBS_COLLECTION
+from service.jobs.model import JOBS_COLLECTION
 from service.jobs.status import JobStatus
 from tests.chaos.conftest import Scenario, record
 from tests.chaos.helpers import FILTERS, jobs_of, seed, until_finished

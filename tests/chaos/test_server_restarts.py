@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 from service.database import Database
 from service.devstack import DevStack
 from service.events.submit import export_request
-from service.jobs.ledger import JOBS_COLLECTION
+from service.jobs.model import JOBS_COLLECTION
 from service.jobs.status import JobStatus
 from tests.chaos.conftest import Scenario, record
 from tests.chaos.helpers import FILTERS, request_exports, seed, until_finished

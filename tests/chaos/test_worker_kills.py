@@ -21,8 +21,7 @@ from service.config import Settings
 from service.database import Database
 from service.events.submit import export_request
 from service.exports.checkpoints import Checkpoint
-from service.jobs.ledger import JOBS_COLLECTION
-from service.jobs.model import ExportResult
+from service.jobs.model import JOBS_COLLECTION, ExportResult
 from service.jobs.status import JobStatus
 from tests.chaos.conftest import Scenario, record
 from tests.chaos.helpers import (

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaProducer
 
 from service.clock import utcnow
 from service.config import Settings
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.database import Database
 from service.demo import demo_messages, load_messages
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.events.submit import export_request, import_request
 from service.imports.files import upload_key
 from service.jobs.view import job_view

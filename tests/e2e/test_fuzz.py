@@ -20,8 +20,8 @@ import pytest
 
 from service.clock import utcnow
 from service.config import Settings
+from service.contracts.envelope import JOB_STATUS_CHANGED, make_event
 from service.database import Database
-from service.events.contracts import JOB_STATUS_CHANGED, make_event
 from service.events.submit import export_request, import_request
 from service.imports import files
 from service.storage import ObjectStore

@@ -14,8 +14,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from service.config import Settings
+from service.contracts.envelope import EXPORT_REQUESTED
 from service.database import Database
-from service.events.contracts import EXPORT_REQUESTED
 from service.events.submit import export_request
 from tests.e2e.conftest import api_key, wait_for_job
 from tests.support.ferry import RunningFerry

@@ -9,8 +9,8 @@ import pytest
 
 from service.clock import utcnow
 from service.database import Database
-from service.jobs.ledger import JOBS_COLLECTION, Ledger
-from service.jobs.model import Job
+from service.jobs.ledger import Ledger
+from service.jobs.model import JOBS_COLLECTION, Job
 from service.jobs.slots import SLOTS_COLLECTION
 from service.jobs.status import JobStatus
 

@@ -23,8 +23,8 @@ from service.database import Database
 from service.exports.checkpoints import Checkpoint
 from service.exports.exporter import Exporter
 from service.jobs.context import JobContext
-from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
-from service.jobs.model import ExportResult, Job
+from service.jobs.ledger import ClaimPolicy, Lease, Ledger
+from service.jobs.model import JOBS_COLLECTION, ExportResult, Job
 from service.observability.metrics import ROWS
 from service.storage import ObjectStore
 from tests.integration.conftest import new_job

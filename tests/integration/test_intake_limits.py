@@ -12,8 +12,8 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from service.config import Settings
+from service.contracts.envelope import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.database import connect
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.events.dead_letters import DeadLetters
 from service.events.intake import RequestIntake
 from service.events.records import IncomingRecord
@@ -21,7 +21,8 @@ from service.events.requests import RequestHandler
 from service.exports.request import export_job_from_request
 from service.imports.request import ImportRequests
 from service.jobs.cancellation import cancel_from_request
-from service.jobs.ledger import JOBS_COLLECTION, Ledger
+from service.jobs.ledger import Ledger
+from service.jobs.model import JOBS_COLLECTION
 from tests.support import poison
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ from datetime import timedelta
 import pytest
 
 from service.clock import utcnow
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED
 from service.database import Database
 from service.errors import LeaseLostError
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
-from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
-from service.jobs.model import ExportResult, Job, Progress
+from service.jobs.ledger import ClaimPolicy, Lease, Ledger
+from service.jobs.model import JOBS_COLLECTION, ExportResult, Job, Progress
 from service.jobs.status import JobStatus
 from tests.integration.conftest import events_of, new_job
 

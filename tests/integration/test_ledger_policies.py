@@ -14,8 +14,8 @@ from service.clock import utcnow
 from service.database import Database
 from service.errors import LeaseLostError
 from service.jobs.from_request import failed_job
-from service.jobs.ledger import JOBS_COLLECTION, ClaimPolicy, Lease, Ledger
-from service.jobs.model import ExportResult
+from service.jobs.ledger import ClaimPolicy, Lease, Ledger
+from service.jobs.model import JOBS_COLLECTION, ExportResult
 from service.jobs.status import JobStatus
 from service.jobs.view import job_view
 from tests.integration.conftest import events_of, new_job

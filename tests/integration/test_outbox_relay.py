@@ -17,11 +17,13 @@ from service.clock import utcnow
 from service.config import Settings
 from service.database import Database
 from service.events.kafka import KafkaStatusPublisher, make_broker
-from service.events.outbox import JOBS_COLLECTION, OUTBOX_SHARDS, outbox_backlog, outbox_is_fresh
-from service.events.relay import OutboxRelay, UndeliverableEventError
+from service.events.outbox import outbox_backlog, outbox_is_fresh
+from service.events.relay import OutboxRelay
 from service.events.relay_shards import RELAYS_COLLECTION, SHARD_LEASES_COLLECTION, ShardLeases
+from service.events.status_publishing import UndeliverableEventError
 from service.jobs.ledger import ClaimPolicy, Lease, Ledger
-from service.jobs.model import Progress
+from service.jobs.model import JOBS_COLLECTION, Progress
+from service.jobs.outbox import OUTBOX_SHARDS
 from tests.integration.conftest import events_of, new_job
 from tests.support.kafka import read_topic
 

@@ -21,8 +21,8 @@ from service.api.ratelimit import RateLimiter
 from service.api.read_model import REPORT_NAMES, ReadModel
 from service.api.status_feed import apply_status_event
 from service.config import Settings
+from service.contracts.envelope import JOB_STATUS_CHANGED, make_event
 from service.database import Database
-from service.events.contracts import JOB_STATUS_CHANGED, make_event
 from service.imports import files as import_files
 from service.jobs.queue import Queue
 from service.jobs.status import JobStatus

@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
+from service.contracts.envelope import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 
 FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:00Z"}
 REQUEST_TYPES = [EXPORT_REQUESTED, IMPORT_REQUESTED, CANCEL_REQUESTED]

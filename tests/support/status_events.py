@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from service.clock import utcnow, uuid7
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED, make_event
 from service.jobs.model import Job
 from service.jobs.status import JobStatus
 from service.jobs.view import job_view

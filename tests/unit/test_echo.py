@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from service.clock import utcnow
 from service.echo import ECHO_LIMIT, capped, capped_value
-from service.events.outbox import MAX_STATUS_EVENT_BYTES, outbox_entry
 from service.jobs.from_request import failed_job
 from service.jobs.model import Job
+from service.jobs.outbox import MAX_STATUS_EVENT_BYTES, outbox_entry
 from service.jobs.status import JobStatus
 from service.jobs.view import job_view
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.clock import utcnow
-from service.events.contracts import IMPORT_REQUESTED
+from service.contracts.envelope import IMPORT_REQUESTED
 from service.events.requests import parse_request
 from service.imports.request import ImportRequests
 from service.jobs.model import Job

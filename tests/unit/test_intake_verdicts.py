@@ -27,7 +27,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
+from service.contracts.envelope import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.events.dead_letters import DeadLetters
 from service.events.intake import Attempts, RequestIntake
 from service.events.outages import is_outage

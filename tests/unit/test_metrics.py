@@ -10,7 +10,7 @@ import structlog
 from prometheus_client import REGISTRY
 
 from service.clock import utcnow
-from service.events.contracts import JOB_STATUS_CHANGED, JOB_UPDATED
+from service.contracts.envelope import JOB_STATUS_CHANGED, JOB_UPDATED
 from service.jobs.context import JobContext
 from service.jobs.instrumented import InstrumentedExecutor
 from service.jobs.model import ExportResult, Job

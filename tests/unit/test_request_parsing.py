@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from service.clock import utcnow
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
-from service.events.rejection import Rejected
+from service.contracts.envelope import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
+from service.contracts.requests import Rejected
 from service.events.requests import Intent, parse_request
 from service.exports.request import export_job_from_request
 from service.imports.request import ImportRequests

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.events.contracts import (
+from service.contracts.envelope import (
     EXPORT_REQUESTED,
     IMPORT_REQUESTED,
     JOB_STATUS_CHANGED,
