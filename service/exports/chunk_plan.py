@@ -22,6 +22,7 @@ from service.exports.checkpoints import SortKey, sort_fields
 
 # Samples per planned chunk: enough that quantiles land near even row counts.
 SAMPLES_PER_CHUNK = 20
+MIN_SAMPLE = 1_000
 MAX_SAMPLE = 10_000
 
 
@@ -77,7 +78,9 @@ async def plan_chunks(
     if total <= chunk_rows:
         return None  # the filter can only make it smaller
     planned = chunk_count(total, chunk_rows=chunk_rows, max_chunks=max_chunks)
-    size = min(MAX_SAMPLE, total, planned * SAMPLES_PER_CHUNK)
+    # A filter keeping a small share of the collection keeps few samples: sample at least
+    # MIN_SAMPLE. One that keeps too few to split runs unchunked, which is always correct.
+    size = min(MAX_SAMPLE, total, max(MIN_SAMPLE, planned * SAMPLES_PER_CHUNK))
     projection = dict.fromkeys(sort_fields(sort), 1)
     pipeline: list[dict[str, Any]] = [
         {"$sample": {"size": size}},

@@ -177,8 +177,11 @@ class ChunkedExport:
             fraction = min(0.99, rows / estimated_rows) if estimated_rows else None
             if first and fraction:
                 context.resumed_from(fraction)  # the ETA counts only what happens from now
+            # The first and last figures always go out: chunks_total is known from the start.
+            await context.progress(
+                rows, fraction, chunks=(done, len(chunks)), force=first or done == len(chunks)
+            )
             first = False
-            await context.progress(rows, fraction, chunks=(done, len(chunks)))
             if done == len(chunks):
                 return chunks
             await asyncio.sleep(self._settings.poll_seconds)

@@ -45,11 +45,12 @@ class JobContext:
         fraction: float | None,
         *,
         chunks: tuple[int, int] | None = None,
+        force: bool = False,
     ) -> None:
-        """Record progress, at most once per interval: each save is a write and an event.
-        `chunks`: (done, total) of a chunked job."""
+        """Record progress, at most once per interval (unless `force`): each save is a write
+        and an event. `chunks`: (done, total) of a chunked job."""
         now = time.monotonic()
-        if now - self._last_saved < self._interval:
+        if not force and now - self._last_saved < self._interval:
             return
         self._last_saved = now
         percent = None if fraction is None else round(fraction * 100, 1)
