@@ -17,9 +17,9 @@ from datetime import timedelta
 import structlog
 
 from service.config import Settings
+from service.contracts.envelope import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.database import connect
 from service.datasets import ensure_dataset_indexes
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.events.dead_letters import DeadLetters
 from service.events.intake import RequestIntake
 from service.events.kafka import (
