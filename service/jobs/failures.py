@@ -9,6 +9,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 
 # S3 error codes that mean "the store is struggling", not "your request is wrong".
@@ -29,13 +30,13 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, FerryError):
         return Failure(exc.code, exc.message, transient=exc.transient)
     if isinstance(exc, ConnectionFailure | ExecutionTimeout | WTimeoutError):
-        return Failure("DATABASE_UNAVAILABLE", message, transient=True)
+        return Failure(ErrorCode.DATABASE_UNAVAILABLE, message, transient=True)
     if isinstance(exc, ServerError | InvalidResponseError) or (
         isinstance(exc, S3Error) and exc.code in _TRANSIENT_S3_CODES
     ):
-        return Failure("STORAGE_UNAVAILABLE", message, transient=True)
+        return Failure(ErrorCode.STORAGE_UNAVAILABLE, message, transient=True)
     if isinstance(exc, Urllib3Error):  # the object store's HTTP client: refused, reset, timed out
-        return Failure("STORAGE_UNAVAILABLE", message, transient=True)
+        return Failure(ErrorCode.STORAGE_UNAVAILABLE, message, transient=True)
     if isinstance(exc, ConnectionError | TimeoutError):
-        return Failure("NETWORK_ERROR", message, transient=True)
-    return Failure("INTERNAL_ERROR", message, transient=False)
+        return Failure(ErrorCode.NETWORK_ERROR, message, transient=True)
+    return Failure(ErrorCode.INTERNAL_ERROR, message, transient=False)
