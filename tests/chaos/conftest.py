@@ -68,6 +68,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     home = tmp_path_factory.mktemp("chaos")
     with DevStack(home, Ports.free()) as stack:
         yield stack
+        stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +77,7 @@ def durable_db_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevSt
     home = tmp_path_factory.mktemp("durable-db")
     with DevStack(home, Ports.free(), mongo_storage=home / "mongo", durable_mongo=True) as stack:
         yield stack
+        stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +85,7 @@ def durable_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack
     home = tmp_path_factory.mktemp("durable")
     with DevStack(home, Ports.free(), durable_kafka=True) as stack:
         yield stack
+        stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
 
 
 @dataclass
