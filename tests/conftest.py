@@ -18,18 +18,14 @@ from tests.support.infra import Infra, drop_test_database, running_infra
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs three processes on two cores: much of the suite
-    waits on servers), the whole-stack tests stay together in one process, sharing their running
-    Ferry; the fault-injection scenarios in two, those that restart a server (each on a stack of
-    its own) apart from those that share the chaos stack, one scenario at a time in each, as
-    their timing bounds assume. Everything else is spread over all three."""
+    """Under pytest-xdist (`make test` runs two processes), the fault-injection scenarios stay
+    together in one process, one after the other, as do the whole-stack tests: each suite shares
+    its servers and running Ferry processes, and its timing bounds assume no twin of itself on
+    the same cores. Everything else is spread over both."""
     for item in items:
         suite = item.path.parent.name
-        if suite == "e2e":
-            item.add_marker(pytest.mark.xdist_group("e2e"))
-        elif suite == "chaos":
-            restarts = item.path.name == "test_server_restarts.py"
-            item.add_marker(pytest.mark.xdist_group("chaos-restarts" if restarts else "chaos"))
+        if suite in {"chaos", "e2e"}:
+            item.add_marker(pytest.mark.xdist_group(suite))
 
 
 @pytest.fixture(scope="session")
