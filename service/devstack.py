@@ -136,10 +136,15 @@ class DevStack:
             self._await_listening(server, deadline)
         log.info("devstack.started", **{s.name: s.port for s in self._servers})
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
+        """Stop every server: asked to (SIGTERM, up to a few seconds each to close its files),
+        or, for a throwaway stack whose data no one keeps (the tests'), killed at once."""
         for server in self._servers:
             if server.process is not None and server.process.poll() is None:
-                server.process.terminate()
+                if graceful:
+                    server.process.terminate()
+                else:
+                    server.process.kill()
         for server in self._servers:
             if server.process is not None:
                 try:

@@ -17,21 +17,18 @@ from pydantic.fields import FieldInfo
 
 from service.api.app import API_VERSION, create_app
 from service.config import MOVED_SETTINGS, KafkaSettings, Settings, settings_from
-from service.datasets import all_datasets
-from service.error_codes import ErrorCode, error_codes_markdown
-from service.events.contracts import (
+from service.contracts.envelope import (
     CANCEL_REQUESTED,
     CLOUDEVENTS_CONTENT_TYPE,
     EXPORT_REQUESTED,
     IMPORT_REQUESTED,
     JOB_STATUS_CHANGED,
     JOB_UPDATED,
-    CancelRequested,
-    ExportRequested,
-    ImportRequested,
-    JobStatusChanged,
-    JobUpdated,
 )
+from service.contracts.requests import CancelRequested, ExportRequested, ImportRequested
+from service.contracts.status_events import JobStatusChanged, JobUpdated
+from service.datasets import all_datasets
+from service.error_codes import ErrorCode, error_codes_markdown
 from service.webhooks.payload import WebhookPayload
 
 _EVENTS: dict[str, tuple[type[BaseModel], str]] = {

@@ -11,15 +11,16 @@ import gc
 import os
 import socket
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 import structlog
 
 from service.config import Settings
+from service.contracts.envelope import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.database import connect
 from service.datasets import ensure_dataset_indexes
-from service.events.contracts import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.events.dead_letters import DeadLetters
 from service.events.intake import RequestIntake
 from service.events.kafka import (
@@ -214,7 +215,9 @@ async def run_worker(
         name: alive(name) for name in ("runner", "chunks", "outbox-relay", "expiry", "metrics")
     }
 
-    async with serving_health(settings.observability, readiness=readiness, liveness=liveness):
+    relay_stop = asyncio.Event()
+
+    async def start_up() -> None:
         await ledger.ensure_indexes()
         await presence.ensure_indexes()
         # The datasets' indexes: those exports read by and the unique ones imports rely on.
@@ -227,19 +230,44 @@ async def run_worker(
         loops["chunks"] = asyncio.create_task(chunk_workers.run(stop), name="chunks")
         loops["expiry"] = asyncio.create_task(sweeper.run(stop), name="expiry")
         await broker.start()
-        relay_stop = asyncio.Event()
         loops["outbox-relay"] = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
         loops["metrics"] = asyncio.create_task(sampler.run(stop), name="metrics")
-        log.info("worker.started", owner=owner)
-        if ready is not None:
-            ready.set()
+
+    async with serving_health(settings.observability, readiness=readiness, liveness=liveness):
         try:
-            await stop.wait()
+            await _start_then_serve(start_up(), stop, ready, owner)
         finally:
             log.info("worker.stopping", owner=owner)
             await _shut_down(loops, subscriber.stop(), relay_stop, broker.stop())
             await client.close()
             log.info("worker.stopped", owner=owner)
+
+
+async def _start_then_serve(
+    start_up: Coroutine[Any, Any, None],
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
+    owner: str,
+) -> None:
+    """Start up, then serve until `stop`. A stop during start-up is obeyed at once: joining the
+    consumer group can wait out a crashed member's session, and a pod told to stop must not sit
+    through that first."""
+    starting = asyncio.create_task(start_up, name="start-up")
+    stopped = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            log.info("worker.stopped_while_starting", owner=owner)
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            return
+        starting.result()  # a start-up that failed fails the process
+        log.info("worker.started", owner=owner)
+        if ready is not None:
+            ready.set()
+        await stopped
+    finally:
+        stopped.cancel()
 
 
 async def _shut_down(
@@ -248,21 +276,19 @@ async def _shut_down(
     relay_stop: asyncio.Event,
     stop_broker: Awaitable[None],
 ) -> None:
+    """Stop what was started (all of it, or what start-up got to before a stop or a failure)."""
     # Sampling has nothing to finish, and must not hold the consumer being stopped.
-    loops["metrics"].cancel()
-    await asyncio.gather(loops["metrics"], return_exceptions=True)
+    if "metrics" in loops:
+        loops["metrics"].cancel()
+        await asyncio.gather(loops["metrics"], return_exceptions=True)
     # The runner is already draining (it watches `stop`). Stopping the consumer can wait on a
     # group rebalance, so it is bounded and runs beside the drain: running jobs must be
     # finished or handed back whatever the broker is doing.
-    await asyncio.gather(
-        _bounded("intake", stop_intake),
-        loops["runner"],
-        loops["chunks"],
-        loops["expiry"],
-        return_exceptions=True,
-    )
+    draining = [loops[name] for name in ("runner", "chunks", "expiry") if name in loops]
+    await asyncio.gather(_bounded("intake", stop_intake), *draining, return_exceptions=True)
     # The relay publishes the last status events (e.g. of handed-back jobs) as it stops, then
     # gives its shards back; what it cannot publish in time waits in the outbox for the others.
     relay_stop.set()
-    await _bounded("outbox", loops["outbox-relay"])
+    if "outbox-relay" in loops:
+        await _bounded("outbox", loops["outbox-relay"])
     await _bounded("broker", stop_broker)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from service.api.dependencies import Services
 from service.api.read_model import REPORT_NAMES
 from service.clock import rfc3339, utcnow
-from service.events.contracts import PROJECT_ID_PATTERN
+from service.contracts.requests import PROJECT_ID_PATTERN
 from service.imports import files as import_files
 from service.jobs.status import JobStatus
 

@@ -25,7 +25,7 @@ def keys_create(
     project: Annotated[str, typer.Option(help="The project the key may read.")],
 ) -> None:
     """Create an API key. The key is printed alone on the last line and is not shown again."""
-    from service.events.contracts import is_valid_project_id
+    from service.contracts.requests import is_valid_project_id
 
     if not is_valid_project_id(project):
         fail(f"invalid project id {project!r}")

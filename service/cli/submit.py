@@ -112,7 +112,7 @@ def submit_import(
 ) -> None:
     """Upload a CSV of contacts and publish an import request for it."""
     from service.clock import uuid7
-    from service.events.contracts import is_valid_project_id
+    from service.contracts.requests import is_valid_project_id
     from service.events.submit import import_request, publish_request
     from service.imports import files
 

@@ -35,7 +35,7 @@ def dispatcher(context: typer.Context) -> None:
     """Run the webhook dispatcher, unless a subcommand is given."""
     if context.invoked_subcommand is not None:
         return
-        from service.webhooks.dispatcher import run_dispatcher
+    from service.webhooks.dispatcher import run_dispatcher
 
     settings = settings_or_fail()
     asyncio.run(until_signal(lambda stop: run_dispatcher(settings, stop)))

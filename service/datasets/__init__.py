@@ -11,6 +11,7 @@ from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.datasets.base import Dataset
+from service.error_codes import ErrorCode
 from service.errors import InvalidRequestError
 
 
@@ -45,5 +46,5 @@ def get_dataset(name: str) -> Dataset[Any]:
     except KeyError:
         known = sorted(all_datasets())
         raise InvalidRequestError(
-            f"unknown dataset {name!r}; known datasets: {known}", code="UNKNOWN_DATASET"
+            f"unknown dataset {name!r}; known datasets: {known}", code=ErrorCode.UNKNOWN_DATASET
         ) from None

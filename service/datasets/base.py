@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from service.error_codes import ErrorCode
 from service.errors import InvalidRequestError
 
 FiltersT = TypeVar("FiltersT", bound=BaseModel)
@@ -87,11 +88,13 @@ class Dataset(Generic[FiltersT]):
                 f"unknown columns {unknown} for dataset {self.name!r}; "
                 f"choose from {[column.name for column in self.columns]}"
                 f"{self.more_columns_hint()}",
-                code="INVALID_COLUMNS",
+                code=ErrorCode.INVALID_COLUMNS,
             )
         selected = tuple(column for column in chosen if column is not None)
         if len({column.name for column in selected}) != len(selected):
-            raise InvalidRequestError("columns must not repeat a name", code="INVALID_COLUMNS")
+            raise InvalidRequestError(
+                "columns must not repeat a name", code=ErrorCode.INVALID_COLUMNS
+            )
         return selected
 
     def query(self, project_id: str, filters: FiltersT) -> dict[str, Any]:
@@ -136,4 +139,6 @@ def describe_validation_error(exc: ValidationError, *, prefix: str = "") -> str:
 
 def _filter_error_code(exc: ValidationError) -> str:
     types = {error["type"] for error in exc.errors(include_url=False)}
-    return "INVALID_TIME_RANGE" if "invalid_time_range" in types else "INVALID_FILTER"
+    return (
+        ErrorCode.INVALID_TIME_RANGE if "invalid_time_range" in types else ErrorCode.INVALID_FILTER
+    )

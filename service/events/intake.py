@@ -19,6 +19,7 @@ import structlog
 
 from service.clock import utcnow
 from service.contracts.requests import Rejected
+from service.error_codes import ErrorCode
 from service.events.dead_letters import DeadLetters
 from service.events.outages import is_outage
 from service.events.records import IncomingRecord
@@ -31,7 +32,7 @@ from service.observability.metrics import REQUESTS
 
 log = structlog.get_logger(__name__)
 
-INTAKE_FAILED = "INTAKE_FAILED"
+INTAKE_FAILED = ErrorCode.INTAKE_FAILED
 
 
 class JobRecorder(Protocol):
@@ -155,7 +156,7 @@ class RequestIntake:
         if accepted.outcome == "conflict":
             await self._dead_letters.send(
                 record,
-                code="JOB_ID_CONFLICT",
+                code=ErrorCode.JOB_ID_CONFLICT,
                 reason=f"job {accepted.job_id} (or this CloudEvent source and id) "
                 "already belongs to another project",
             )

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from service.contracts.envelope import CloudEvent
 from service.contracts.requests import Rejected, is_valid_project_id
 from service.datasets.base import describe_validation_error
+from service.error_codes import ErrorCode
 from service.events.storable import unstorable
 from service.jobs.cancellation import CancelJob
 from service.jobs.from_request import failed_job
@@ -48,29 +49,32 @@ def parse_request(  # noqa: PLR0911 - one return per verdict
     now: datetime,
 ) -> Intent:
     if len(raw) > max_bytes:
-        return Rejected("EVENT_TOO_LARGE", f"event is {len(raw)} bytes; the limit is {max_bytes}")
+        return Rejected(
+            ErrorCode.EVENT_TOO_LARGE, f"event is {len(raw)} bytes; the limit is {max_bytes}"
+        )
     document = _binary_event(raw, headers) if _is_binary(headers) else _json(raw)
     if isinstance(document, Rejected):
         return document
     if not isinstance(document, dict):
-        return Rejected("INVALID_CLOUDEVENT", "a CloudEvent must be a JSON object")
+        return Rejected(ErrorCode.INVALID_CLOUDEVENT, "a CloudEvent must be a JSON object")
     envelope = {name: document[name] for name in _STORED_ATTRIBUTES if name in document}
     problem = unstorable(envelope)
     if problem is not None:
-        return Rejected("INVALID_CLOUDEVENT", problem)
+        return Rejected(ErrorCode.INVALID_CLOUDEVENT, problem)
     try:
         event = CloudEvent.model_validate(document)
     except ValidationError as exc:
-        return Rejected("INVALID_CLOUDEVENT", describe_validation_error(exc))
+        return Rejected(ErrorCode.INVALID_CLOUDEVENT, describe_validation_error(exc))
     handler = handlers.get(event.type)
     if handler is None:
         return Rejected(
-            "UNKNOWN_EVENT_TYPE", f"unknown type {event.type!r}; expected one of {sorted(handlers)}"
+            ErrorCode.UNKNOWN_EVENT_TYPE,
+            f"unknown type {event.type!r}; expected one of {sorted(handlers)}",
         )
     data = event.data
     if not isinstance(data, dict) or not is_valid_project_id(data.get("project_id")):
         return Rejected(
-            "MISSING_PROJECT_ID",
+            ErrorCode.MISSING_PROJECT_ID,
             "data.project_id is missing or invalid (1-128 characters: letters, digits, _ . -)",
         )
     problem = unstorable(data, path="data")
@@ -83,11 +87,11 @@ def _json(raw: bytes) -> object:
     try:
         return json.loads(raw, parse_constant=_no_constant)
     except RecursionError:
-        return Rejected("INVALID_JSON", "not a JSON document: nested too deep to read")
+        return Rejected(ErrorCode.INVALID_JSON, "not a JSON document: nested too deep to read")
     # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so are NaN (refused below)
     # and integers of more digits than Python converts.
     except ValueError as exc:
-        return Rejected("INVALID_JSON", f"not a JSON document: {str(exc)[:200]}")
+        return Rejected(ErrorCode.INVALID_JSON, f"not a JSON document: {str(exc)[:200]}")
 
 
 def _no_constant(name: str) -> object:
@@ -114,7 +118,7 @@ def _binary_event(raw: bytes, headers: Headers) -> dict[str, Any] | Rejected:
         try:
             text = value.decode()
         except UnicodeDecodeError:
-            return Rejected("INVALID_CLOUDEVENT", f"header {name[:40]!r} is not UTF-8")
+            return Rejected(ErrorCode.INVALID_CLOUDEVENT, f"header {name[:40]!r} is not UTF-8")
         if lowered == "content-type":
             content_type = text
         else:
@@ -124,7 +128,7 @@ def _binary_event(raw: bytes, headers: Headers) -> dict[str, Any] | Rejected:
         media_type = content_type.split(";")[0].strip().lower()
         if media_type not in {"application/json", "text/json"} and not media_type.endswith("+json"):
             return Rejected(
-                "INVALID_CLOUDEVENT",
+                ErrorCode.INVALID_CLOUDEVENT,
                 f"data of content type {media_type[:100]!r}; Ferry reads JSON data only",
             )
     if raw:
@@ -147,5 +151,5 @@ def _unsupported(intent: Intent, problem: str) -> Intent:
     """A request naming its project whose data the ledger cannot hold: a failed job built from
     its identity alone (so nothing unstorable is kept), or a dead letter when it asks for none."""
     if isinstance(intent, Job):
-        return failed_job(intent, "UNSUPPORTED_VALUE", problem)
-    return Rejected("UNSUPPORTED_VALUE", problem)
+        return failed_job(intent, ErrorCode.UNSUPPORTED_VALUE, problem)
+    return Rejected(ErrorCode.UNSUPPORTED_VALUE, problem)

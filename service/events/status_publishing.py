@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 
 # What a status dead letter keeps of an event that is too large: enough to see what it was.
@@ -16,7 +17,7 @@ DEAD_LETTER_EXCERPT_BYTES = 16 * 1024
 class UndeliverableEventError(FerryError):
     """The broker will never take this event (too large, malformed): a verdict, not an outage."""
 
-    code = "EVENT_UNDELIVERABLE"
+    code = ErrorCode.EVENT_UNDELIVERABLE
 
 
 class StatusPublisher(Protocol):

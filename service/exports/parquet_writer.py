@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from service.datasets.base import Column
+from service.error_codes import ErrorCode
 from service.errors import JobFailedError
 from service.exports.arrow_batches import ColumnValues, Kind, RowBatch, kind_of
 from service.exports.column_types import column_type
@@ -81,7 +82,7 @@ def _fitted(column: ColumnValues, target: pa.DataType, batch: RowBatch) -> pa.Ar
         )
     if target == pa.string():
         return pa.array([_text(value) for value in column.values], pa.string())
-    raise JobFailedError("UNSUPPORTED_VALUE", _misfit(column, target, batch.ids))
+    raise JobFailedError(ErrorCode.UNSUPPORTED_VALUE, _misfit(column, target, batch.ids))
 
 
 def _text(value: object) -> str | None:

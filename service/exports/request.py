@@ -12,6 +12,7 @@ from service.contracts.envelope import CloudEvent
 from service.contracts.requests import ExportRequestedData
 from service.datasets import get_dataset
 from service.datasets.base import describe_validation_error
+from service.error_codes import ErrorCode
 from service.errors import InvalidRequestError
 from service.jobs.from_request import failed_job, job_from_request
 from service.jobs.model import Job
@@ -36,7 +37,9 @@ def export_job_from_request(event: CloudEvent, data: Mapping[str, Any], now: dat
         dataset.parse_filters(request.filters)
         dataset.select_columns(request.columns)
     except ValidationError as exc:
-        return failed_job(job, "INVALID_REQUEST", describe_validation_error(exc, prefix="data"))
+        return failed_job(
+            job, ErrorCode.INVALID_REQUEST, describe_validation_error(exc, prefix="data")
+        )
     except InvalidRequestError as exc:
         return failed_job(job, exc.code, exc.message)
     return job.model_copy(

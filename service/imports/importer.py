@@ -32,6 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
 from service.config import ImportSettings
+from service.error_codes import ErrorCode
 from service.errors import JobFailedError
 from service.imports.contacts_store import ContactStore
 from service.imports.errors import FileTooLargeError
@@ -192,7 +193,7 @@ class Importer:
             pending = [row for row in pending if row.line in redo]
         if pending:
             raise JobFailedError(
-                "WRITE_CONFLICT",
+                ErrorCode.WRITE_CONFLICT,
                 f"rows kept colliding with concurrent writes to the same contacts (lines "
                 f"{[row.line for row in pending[:10]]}); run the import again",
             )

@@ -12,6 +12,7 @@ from service.contracts.envelope import CloudEvent
 from service.contracts.requests import ImportRequestedData, ObjectSource
 from service.datasets import all_datasets, get_dataset
 from service.datasets.base import describe_validation_error
+from service.error_codes import ErrorCode
 from service.errors import InvalidRequestError
 from service.imports import files
 from service.imports.model import ImportOptions, ImportSource
@@ -39,7 +40,9 @@ class ImportRequests:
             request = ImportRequestedData.model_validate(data)
             self._check(request)
         except ValidationError as exc:
-            return failed_job(job, "INVALID_REQUEST", describe_validation_error(exc, prefix="data"))
+            return failed_job(
+                job, ErrorCode.INVALID_REQUEST, describe_validation_error(exc, prefix="data")
+            )
         except InvalidRequestError as exc:
             return failed_job(job, exc.code, exc.message)
         return job.model_copy(
@@ -77,11 +80,11 @@ class ImportRequests:
                 raise InvalidRequestError(
                     f"source.key: files in bucket {source.bucket!r} are imported from under "
                     f"{prefix!r} only",
-                    code="INVALID_SOURCE",
+                    code=ErrorCode.INVALID_SOURCE,
                 )
         elif source.bucket not in self._source_buckets:
             raise InvalidRequestError(
                 f"source.bucket: {source.bucket!r} is not a bucket imports may read; upload "
                 f"the file to {self._own_bucket!r} under {files.uploads_prefix(project_id)!r}",
-                code="INVALID_SOURCE",
+                code=ErrorCode.INVALID_SOURCE,
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterable, Iterator
 
+from service.error_codes import ErrorCode
 from service.errors import JobFailedError
 from service.imports.errors import InvalidFileError, excerpt
 
@@ -84,7 +85,7 @@ def _codec(head: bytes, encoding: str | None) -> str:
     try:
         name = charset(encoding)
     except LookupError as exc:  # a job accepted before the check, or by an older version
-        raise JobFailedError("INVALID_REQUEST", f"encoding: {exc}") from None
+        raise JobFailedError(ErrorCode.INVALID_REQUEST, f"encoding: {exc}") from None
     return "utf-8-sig" if name == "utf-8" else name
 
 

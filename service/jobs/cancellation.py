@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from service.contracts.envelope import CloudEvent
 from service.contracts.requests import CancelRequestedData, Rejected
 from service.datasets.base import describe_validation_error
+from service.error_codes import ErrorCode
 
 
 @dataclass(frozen=True)
@@ -29,5 +30,5 @@ def cancel_from_request(
     try:
         request = CancelRequestedData.model_validate(data)
     except ValidationError as exc:
-        return Rejected("INVALID_REQUEST", describe_validation_error(exc, prefix="data"))
+        return Rejected(ErrorCode.INVALID_REQUEST, describe_validation_error(exc, prefix="data"))
     return CancelJob(request.project_id, str(request.job_id), request.reason)

@@ -21,6 +21,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 
 from service.clock import utcnow
+from service.error_codes import ErrorCode
 from service.errors import FerryError
 from service.jobs.model import Job
 from service.jobs.outbox import append_fields, status_entry
@@ -64,7 +65,7 @@ class TransitionRefusedError(FerryError):
     """A change asked for a transition the status machine does not allow; nothing was written.
     A bug in the caller (its match let through a status it cannot change), not an outage."""
 
-    code = "INTERNAL_ERROR"
+    code = ErrorCode.INTERNAL_ERROR
 
     def __init__(self, job_id: str, current: JobStatus, target: JobStatus) -> None:
         super().__init__(f"job {job_id} cannot go from {current.value} to {target.value}")
@@ -75,7 +76,7 @@ class TransitionRefusedError(FerryError):
 class LedgerContentionError(FerryError):
     """A job kept changing under every attempt to change it; transient by nature."""
 
-    code = "LEDGER_CONTENTION"
+    code = ErrorCode.LEDGER_CONTENTION
     transient = True
 
     def __init__(self, job: str) -> None:

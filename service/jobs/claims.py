@@ -14,6 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from service.clock import utcnow
 from service.contracts.job_view import Progress
+from service.error_codes import ErrorCode
 from service.jobs.changes import Change, ChangeContended, JobChanges, finished
 from service.jobs.model import Job
 from service.jobs.slots import ProjectSlots, holder_of
@@ -146,7 +147,7 @@ class Claims:
                     JobStatus.FAILED,
                     now,
                     now + self._record_retention,
-                    error_code="WORKER_LOST",
+                    error_code=ErrorCode.WORKER_LOST,
                     error_message=f"the job's worker stopped responding "
                     f"{policy.max_lost_leases} times; the job was not retried again",
                     lost_leases=policy.max_lost_leases,

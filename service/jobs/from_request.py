@@ -11,6 +11,7 @@ from uuid import UUID
 from service.clock import uuid7
 from service.contracts.envelope import CloudEvent
 from service.contracts.urls import check_http_url
+from service.error_codes import ErrorCode
 from service.jobs.model import Job, JobKind
 from service.jobs.status import JobStatus
 
@@ -44,7 +45,7 @@ def job_from_request(
         filters=filters or {},
     )
     if notify_problem is not None:
-        return failed_job(job, "INVALID_NOTIFY_URL", f"data.notify_url: {notify_problem}")
+        return failed_job(job, ErrorCode.INVALID_NOTIFY_URL, f"data.notify_url: {notify_problem}")
     return job
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+from service.error_codes import ErrorCode
 from service.jobs.from_request import failed_job
 from service.jobs.model import Job
 
-IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+IDEMPOTENCY_KEY_REUSED = ErrorCode.IDEMPOTENCY_KEY_REUSED
 _PARAMETERS = frozenset(
     {"kind", "dataset", "format", "compression", "columns", "filters", "source", "options"}
     | {"notify_url"}

@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from service.clock import utcnow
 from service.counters import PROCESS_IDS, Counters
+from service.error_codes import ErrorCode
 from service.jobs.attempts import Lease, RunningAttempts
 from service.jobs.changes import Change, ChangeOf, JobChanges, LedgerContentionError, finished
 from service.jobs.claims import ClaimPolicy, Claims
@@ -156,7 +157,9 @@ class Ledger:
         now = utcnow()
         job = await self._changes.apply(
             {"_id": job_id, "project_id": project_id, "status": JobStatus.PENDING.value},
-            self._finished(JobStatus.CANCELLED, now, error_code="CANCELLED", error_message=message),
+            self._finished(
+                JobStatus.CANCELLED, now, error_code=ErrorCode.CANCELLED, error_message=message
+            ),
         )
         if job is not None:
             return "cancelled", job.status
@@ -241,7 +244,7 @@ class Ledger:
         reason = await self._attempts.cancel_reason(lease)
         message = f"cancelled on request: {reason}" if reason else "cancelled on request"
         change = self._finished(
-            JobStatus.CANCELLED, utcnow(), error_code="CANCELLED", error_message=message
+            JobStatus.CANCELLED, utcnow(), error_code=ErrorCode.CANCELLED, error_message=message
         )
         return await self._fenced(lease, change)
 

@@ -23,6 +23,7 @@ import structlog
 
 from service.clock import utcnow
 from service.config import WorkerSettings
+from service.error_codes import ErrorCode
 from service.errors import LeaseLostError
 from service.jobs.context import JobContext
 from service.jobs.executor import Executor
@@ -258,7 +259,7 @@ class Runner:
                 delay_seconds=round(delay, 2),
             )
             return
-        if failure.code == "INTERNAL_ERROR":
+        if failure.code == ErrorCode.INTERNAL_ERROR:
             bound.error("job.crashed", exc_info=exc)
         await self._ledger.fail(lease, code=failure.code, message=failure.message)
         bound.warning("job.failed", error_code=failure.code, error_message=failure.message)
@@ -267,8 +268,8 @@ class Runner:
         if await self._cancel_instead(lease, bound):
             return
         message = f"the {job.kind} ran longer than its time limit of {limit:g} s and was stopped"
-        await self._ledger.fail(lease, code="JOB_TIMEOUT", message=message)
-        bound.warning("job.failed", error_code="JOB_TIMEOUT", error_message=message)
+        await self._ledger.fail(lease, code=ErrorCode.JOB_TIMEOUT, message=message)
+        bound.warning("job.failed", error_code=ErrorCode.JOB_TIMEOUT, error_message=message)
 
     async def _cancelled(self, lease: Lease, bound: BoundLog) -> None:
         job = await self._ledger.cancel(lease)

@@ -12,9 +12,9 @@ import httpx
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.config import Settings
+from service.contracts.requests import is_valid_project_id
 from service.error_codes import ErrorCode
 from service.errors import FerryError, InvalidRequestError, NotFoundError
-from service.events.contracts import is_valid_project_id
 from service.outbound.addresses import AddressPolicy
 from service.outbound.guard import DestinationGuard, UnresolvableHostError, UnsafeDestinationError
 from service.outbound.urls import check_http_url

@@ -15,9 +15,9 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import as_utc, utcnow, uuid7
+from service.contracts.requests import is_valid_project_id
 from service.error_codes import ErrorCode
 from service.errors import InvalidRequestError, NotFoundError
-from service.events.contracts import is_valid_project_id
 from service.outbound.urls import check_http_url
 from service.webhooks.event_types import check_subscriptions, subscriptions_matching
 

@@ -1,8 +1,9 @@
 """The fault-injection suite: servers killed, restarted and frozen under load.
 
-The servers are shared by the scenarios, with MongoDB on disk so that it survives a restart. The
-broker keeps its log in memory, except in the broker-restart scenario, whose stack keeps it in
-an object store of its own (slower, but it survives restarts). Each scenario runs its own
+The servers are shared by the scenarios and keep their data in memory, except for the two
+restart scenarios, each with a stack of its own: the broker-restart one keeps the broker's log in
+an object store of its own, the database-restart one keeps MongoDB on disk, synced on every
+commit (both slower, but they survive restarts). Each scenario runs its own
 `ferry worker` processes and records the figures it asserts; they are printed at the end.
 """
 
@@ -62,9 +63,21 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="session")
 def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    # Servers frozen and workers killed, but no server restarted: nothing needs to outlive a
+    # crash of the database, so it keeps its data in memory (a commit synced to disk costs).
     home = tmp_path_factory.mktemp("chaos")
+    with DevStack(home, Ports.free()) as stack:
+        yield stack
+        stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
+
+
+@pytest.fixture(scope="session")
+def durable_db_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    # For the database-restart scenario alone: every commit on disk before it is acknowledged.
+    home = tmp_path_factory.mktemp("durable-db")
     with DevStack(home, Ports.free(), mongo_storage=home / "mongo", durable_mongo=True) as stack:
         yield stack
+        stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +85,7 @@ def durable_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack
     home = tmp_path_factory.mktemp("durable")
     with DevStack(home, Ports.free(), durable_kafka=True) as stack:
         yield stack
+        stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
 
 
 @dataclass
@@ -105,6 +119,8 @@ class Scenario:
 
     def stop(self) -> None:
         for worker in self.workers:
+            worker.signal_stop()
+        for worker in self.workers:
             worker.stop()
         self.workers.clear()
 
@@ -115,7 +131,7 @@ class Scenario:
 @pytest.fixture
 def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Scenario]:
     """Parametrize indirectly with FERRY_* overrides; `"stack": "durable"` picks the stack
-    whose broker survives restarts."""
+    whose broker survives restarts, `"stack": "durable_db"` the one whose database does."""
     overrides = dict(getattr(request, "param", {}))
     stack: DevStack = request.getfixturevalue(f"{overrides.pop('stack', 'chaos')}_stack")
     env = {**isolated(stack.env()), **overrides}

@@ -91,11 +91,17 @@ async def test_a_broker_restart_during_200_requests_makes_exactly_one_job_each(
 
 @pytest.mark.parametrize(
     "scenario",
-    [{"FERRY_WORKER__MAX_RUNNING_PER_PROJECT": "50", "FERRY_MONGO__TIMEOUT_SECONDS": "5"}],
+    [
+        {
+            "stack": "durable_db",
+            "FERRY_WORKER__MAX_RUNNING_PER_PROJECT": "50",
+            "FERRY_MONGO__TIMEOUT_SECONDS": "5",
+        }
+    ],
     indirect=True,
 )
 async def test_a_database_restart_mid_run_loses_and_doubles_nothing(
-    scenario: Scenario, scenario_db: Database, chaos_stack: DevStack
+    scenario: Scenario, scenario_db: Database, durable_db_stack: DevStack
 ) -> None:
     project = f"db-{uuid.uuid4().hex[:6]}"
     expected = await seed(scenario_db, project, 4000)
@@ -107,11 +113,11 @@ async def test_a_database_restart_mid_run_loses_and_doubles_nothing(
     ):
         await asyncio.sleep(0.05)
     down = time.monotonic()
-    chaos_stack.kill("mongodb")
+    durable_db_stack.kill("mongodb")
     # Requests keep arriving while the database is away: the intake must not lose them.
     during = await request_exports(scenario.settings, project, 10)
     await asyncio.sleep(3)
-    await asyncio.to_thread(chaos_stack.restart, "mongodb")
+    await asyncio.to_thread(durable_db_stack.restart, "mongodb")
     outage = time.monotonic() - down
     jobs = await until_finished(scenario_db, before + during, timeout=240, logs=scenario.logs())
 

@@ -5,6 +5,7 @@ security, grace periods, and that selectors and references point at real objects
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from typing import Any
 
@@ -90,14 +91,27 @@ ALL_ON: dict[str, Any] = {
 
 
 def render(values: dict[str, Any] | None = None) -> dict[str, str]:
+    # Rendered once per distinct set of values in a run: many checks read the same manifests.
+    return dict(_rendered(json.dumps(values or {}, sort_keys=True)))
+
+
+@functools.cache
+def _rendered(values: str) -> tuple[tuple[str, str], ...]:
     chart = helm_python.Chart.load(CHART)
-    return chart.render(values or {}, name="ferry", namespace="ferry", is_install=True)
+    rendered = chart.render(json.loads(values), name="ferry", namespace="ferry", is_install=True)
+    return tuple(rendered.items())
 
 
 def manifests(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    # A copy each time: a check may change what it reads.
+    return copy.deepcopy(_manifests(json.dumps(values or {}, sort_keys=True)))
+
+
+@functools.cache
+def _manifests(values: str) -> list[dict[str, Any]]:
     return [
         document
-        for name, text in render(values).items()
+        for name, text in render(json.loads(values)).items()
         if name.endswith(".yaml")
         for document in load_yaml_documents(text)
     ]

@@ -27,6 +27,7 @@ class FerryProcess:
     http_port: int | None = None
     log_path: Path = field(init=False)
     _log: IO[bytes] | None = None
+    _signalled: bool = False
 
     def __post_init__(self) -> None:
         self.log_path = self.workdir / f"{self.name}.log"
@@ -42,11 +43,19 @@ class FerryProcess:
             stderr=subprocess.STDOUT,
         )
 
+    def signal_stop(self) -> None:
+        """Ask it to stop (SIGTERM) without waiting: several processes then shut down at once,
+        each in its own grace period, and `stop()` waits for them one after the other."""
+        if self.process is not None and self.process.poll() is None and not self._signalled:
+            self.process.send_signal(signal.SIGTERM)
+            self._signalled = True
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if not (self._signalled and sig == signal.SIGTERM):
+                self.process.send_signal(sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -57,6 +66,7 @@ class FerryProcess:
                 self.process.wait()
         code = self.process.returncode
         self.process = None
+        self._signalled = False
         if self._log is not None:
             self._log.close()
         return code
@@ -119,6 +129,8 @@ class RunningFerry:
         return worker
 
     def stop(self) -> None:
+        for worker in self.workers:
+            worker.signal_stop()
         for worker in self.workers:
             worker.stop()
         if self.api is not None:

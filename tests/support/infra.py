@@ -59,6 +59,7 @@ def running_infra(home: Path) -> Iterator[Infra]:
     if mode == "embedded":
         with DevStack(home, Ports.free()) as stack:
             yield Infra(isolated(stack.env()), stack)
+            stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
     elif mode == "env":
         missing = [name for name in _CONNECTION_VARIABLES[3:] if name not in os.environ]
         if missing:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 from minio.error import S3Error, ServerError
-from pymongo.errors import AutoReconnect, DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    CursorNotFound,
+    DuplicateKeyError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 from urllib3 import HTTPConnectionPool, HTTPResponse
 from urllib3.exceptions import MaxRetryError, ProtocolError
 
@@ -24,6 +30,10 @@ def s3_error(code: str) -> S3Error:
     [
         (AutoReconnect("connection reset"), "DATABASE_UNAVAILABLE"),
         (ServerSelectionTimeoutError("no servers"), "DATABASE_UNAVAILABLE"),
+        # Seen when the database restarted under a running export: its cursor is gone.
+        (CursorNotFound("cursor id 1 not found", 43), "DATABASE_UNAVAILABLE"),
+        (OperationFailure("interrupted at shutdown", 11600), "DATABASE_UNAVAILABLE"),
+        (OperationFailure("not primary", 10107), "DATABASE_UNAVAILABLE"),
         (ServerError("bad gateway", 502), "STORAGE_UNAVAILABLE"),
         (s3_error("SlowDown"), "STORAGE_UNAVAILABLE"),
         (MaxRetryError(POOL, "/x", reason=ProtocolError("reset")), "STORAGE_UNAVAILABLE"),
@@ -50,6 +60,7 @@ def test_a_save_that_lost_every_compare_and_set_is_tried_again_later() -> None:
         (JobFailedError("FILE_TOO_LARGE", "too big"), "FILE_TOO_LARGE"),
         (s3_error("AccessDenied"), "INTERNAL_ERROR"),
         (DuplicateKeyError("dup"), "INTERNAL_ERROR"),
+        (OperationFailure("unknown operator: $bad", 2), "INTERNAL_ERROR"),
         (ValueError("bug"), "INTERNAL_ERROR"),
     ],
 )
