@@ -9,7 +9,7 @@ import asyncio
 import gzip
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from service.config import WorkerSettings
 from service.database import Database
 from service.exports.chunk_export import ChunkExport
-from service.exports.chunk_ledger import CHUNKS_COLLECTION, ChunkLedger
+from service.exports.chunk_ledger import CHUNKS_COLLECTION, Chunk, ChunkLease, ChunkLedger
 from service.exports.chunk_workers import ChunkWorkers
 from service.exports.chunked import ChunkedExport, ChunkSettings
 from service.exports.exporter import Exporter
@@ -96,11 +96,13 @@ class Stack:
         )
         self.tasks.append(asyncio.create_task(runner.run(self.stop)))
 
-    def start_pool(self, owner: str, **overrides: Any) -> ChunkWorkers:
+    def start_pool(
+        self, owner: str, chunks: ChunkLedger | None = None, **overrides: Any
+    ) -> ChunkWorkers:
         export = ChunkExport(
             self.database,
             self.store,
-            self.chunks,
+            chunks or self.chunks,
             batch_size=200,
             part_size=PART,
             escape_formulas=True,
@@ -136,6 +138,21 @@ async def stack(database: Database, store: ObjectStore, ledger: Ledger) -> Async
     built = Stack(database, store, ledger)
     yield built
     await built.close()
+
+
+class FreezingChunks(ChunkLedger):
+    """A worker that stops making progress right after a chunk's first stored part, as one
+    stalled or about to die: the chunk has a checkpoint naming part 1 and nothing more."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.frozen = asyncio.Event()
+
+    async def save_checkpoint(self, lease: ChunkLease, checkpoint: Mapping[str, Any]) -> None:
+        await super().save_checkpoint(lease, checkpoint)
+        if (checkpoint.get("open_file") or {}).get("parts"):
+            self.frozen.set()
+            await asyncio.Event().wait()  # until the worker is stopped
 
 
 async def until(check: Callable[[], Any], *, what: str, seconds: float = 180) -> Any:
@@ -216,20 +233,13 @@ async def test_a_chunk_stopped_mid_way_is_resumed_by_another_worker_every_row_on
     expected = await unchunked_bytes(stack, project)
     stack.chunk_rows = 1600  # two chunks of ~7 MB: a 5 MiB part is stored mid-chunk
     stack.start_runner()
-    stack.start_pool("worker-a")
+    freezing = FreezingChunks(database)
+    stack.start_pool("worker-a", freezing)
     job = new_job(project)
     await stack.ledger.accept(job)
-
-    async def part_stored() -> bool:
-        for chunk in await stack.chunks.of_job(job.id):
-            opened = (chunk.checkpoint or {}).get("open_file") or {}
-            if chunk.holder == "worker-a" and opened.get("parts"):
-                return True
-        return False
-
-    await until(part_stored, what="a chunk with a stored part")
-    before = rows_read()
+    await asyncio.wait_for(freezing.frozen.wait(), timeout=180)
     await stack.stop_pool("worker-a")  # mid-chunk: its lease given back, its upload kept
+    before = rows_read()  # what worker b reads from here on
     resumed = [
         c for c in await stack.chunks.of_job(job.id) if c.checkpoint and c.state == "pending"
     ]
@@ -249,19 +259,27 @@ async def test_cancelling_a_chunked_job_removes_its_chunk_objects(
 ) -> None:
     project = f"p-{uuid.uuid4()}"
     await seed(database, project, ROW_COUNT, NOTE)
+    stack.chunk_rows = 1600  # chunks of ~7 MB: a part is stored mid-chunk
     stack.start_runner()
-    stack.start_pool("worker-a")
-    stack.start_pool("worker-b")
+    # Worker b stalls in its chunk (an upload with one part), so the job cannot finish; worker
+    # a completes the other chunks (whole objects).
+    freezing = FreezingChunks(database)
+    stack.start_pool("worker-b", freezing)
     job = new_job(project)
     await stack.ledger.accept(job)
-    keys: set[str] = set()
+    await asyncio.wait_for(freezing.frozen.wait(), timeout=180)
+    stack.start_pool("worker-a")
 
-    async def some_chunk_written() -> bool:
+    async def others_done() -> list[Chunk] | None:
         chunks = await stack.chunks.of_job(job.id)
-        keys.update(chunk.key for chunk in chunks)
-        return any(chunk.upload_id or chunk.state == "done" for chunk in chunks)
+        done = [chunk for chunk in chunks if chunk.state == "done"]
+        return chunks if len(done) == len(chunks) - 1 else None
 
-    await until(some_chunk_written, what="a chunk upload")
+    chunks: list[Chunk] = await until(others_done, what="every chunk but the stalled one")
+    objects = [chunk.key for chunk in chunks if chunk.state == "done"]
+    uploads = [(chunk.key, chunk.upload_id) for chunk in chunks if chunk.state == "pending"]
+    assert all([await stack.store.size(key) for key in objects])
+    assert all(upload_id for _, upload_id in uploads)
     await stack.ledger.request_cancel(project, job.id, "test")
 
     async def cancelled() -> bool:
@@ -272,8 +290,12 @@ async def test_cancelling_a_chunked_job_removes_its_chunk_objects(
     await until(cancelled, what="the job to be cancelled")
 
     async def all_gone() -> bool:
-        sizes = [await stack.store.size(key) for key in keys]
-        return all(size is None for size in sizes) and not await stack.chunks.of_job(job.id)
+        sizes = [await stack.store.size(chunk.key) for chunk in chunks]
+        parts = [await stack.store.uploaded_parts(key, str(upload)) for key, upload in uploads]
+        return (
+            all(size is None for size in sizes)
+            and all(found is None for found in parts)
+            and not await stack.chunks.of_job(job.id)
+        )
 
-    await until(all_gone, what="the chunk objects to be removed")
-    assert keys
+    await until(all_gone, what="the chunk objects and uploads to be removed")
