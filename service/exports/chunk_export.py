@@ -72,6 +72,9 @@ class ChunkExport:
     async def discard(self, key: str) -> None:
         await self._store.delete(key)
 
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        await self._store.abort_upload(key, upload_id)
+
     async def run(
         self,
         job: Job,

@@ -138,6 +138,9 @@ class ChunkLedger:
             and found.get("cancel_requested_at") is None
         )
 
+    async def delete(self, chunk_id: str) -> None:
+        await self._chunks.delete_one({"_id": chunk_id})
+
     async def delete_job(self, job_id: str) -> None:
         await self._chunks.delete_many({"job_id": job_id})
 

@@ -101,10 +101,14 @@ class ChunkWorkers:
         busy = [job_id for job_id, count in per_job.items() if count >= self._per_job]
         for chunk in await self._chunks.claimable(exclude_jobs=busy):
             job = await self._ledger.get(chunk.job_id)
-            if job is None or job.status is not JobStatus.PROCESSING:
-                continue  # the job's own worker removes its chunks as it ends
-            if job.cancel_requested_at is not None:
+            if job is None or job.status not in {JobStatus.PENDING, JobStatus.PROCESSING}:
+                # The job ended without its worker removing its chunks (it failed while no
+                # worker held it, or its record is gone): left alone, they would stay first
+                # in line for ever.
+                await self._remove_orphan(chunk)
                 continue
+            if job.status is not JobStatus.PROCESSING or job.cancel_requested_at is not None:
+                continue  # handed back, or being cancelled by its own worker
             if chunk.attempt >= MAX_CHUNK_ATTEMPTS:
                 await self._chunks.fail(
                     chunk.id,
@@ -165,6 +169,13 @@ class ChunkWorkers:
         else:
             await self._chunks.fail(lease.chunk_id, code=failure.code, message=failure.message)
             bound.warning("export.chunk_failed", error_code=failure.code)
+
+    async def _remove_orphan(self, chunk: Chunk) -> None:
+        if chunk.upload_id is not None:
+            await self._export.abort_upload(chunk.key, chunk.upload_id)
+        await self._export.discard(chunk.key)
+        await self._chunks.delete(chunk.id)
+        log.info("export.chunk_orphan_removed", job_id=chunk.job_id, chunk=chunk.index)
 
     async def _remove_if_orphaned(self, chunk: Chunk) -> None:
         """A chunk whose job ended while it was being closed: its object would be left over."""

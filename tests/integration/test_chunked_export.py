@@ -19,6 +19,7 @@ from service.config import WorkerSettings
 from service.database import Database
 from service.exports.chunk_export import ChunkExport
 from service.exports.chunk_ledger import CHUNKS_COLLECTION, Chunk, ChunkLease, ChunkLedger
+from service.exports.chunk_plan import ChunkRange, Plan
 from service.exports.chunk_workers import ChunkWorkers
 from service.exports.chunked import ChunkedExport, ChunkSettings
 from service.exports.exporter import Exporter
@@ -299,3 +300,20 @@ async def test_cancelling_a_chunked_job_removes_its_chunk_objects(
         )
 
     await until(all_gone, what="the chunk objects and uploads to be removed")
+
+
+async def test_chunks_of_a_job_that_ended_without_its_worker_are_removed(
+    stack: Stack, database: Database, store: ObjectStore
+) -> None:
+    """Orphans (the job failed while no worker held it) must not stay first in line."""
+    project = f"p-{uuid.uuid4()}"
+    job = new_job(project)  # never accepted: its record does not exist
+    plan = Plan(estimated_rows=10, ranges=[ChunkRange(None, {"x": 1}), ChunkRange({"x": 1}, None)])
+    chunks = await stack.chunks.create(job, plan, lambda index: f"tests/{job.id}/{index}.csv")
+    await store.put(chunks[0].key, b"rows", content_type="text/csv")
+    stack.start_pool("worker-a")
+
+    async def removed() -> bool:
+        return not await stack.chunks.of_job(job.id) and await store.size(chunks[0].key) is None
+
+    await until(removed, what="the orphaned chunks to be removed")
