@@ -218,12 +218,8 @@ class Ledger:
         def change(job: Job, now: datetime) -> Change:
             # A chunked export ends with all its chunks done; others have no chunk counts.
             chunks = job.progress.chunks_total
-            progress = Progress(
-                rows_processed=result.row_count,
-                percent=100.0,
-                chunks_done=chunks,
-                chunks_total=chunks,
-            )
+            done = {"rows_processed": result.row_count, "percent": 100.0}
+            progress = Progress(**done, chunks_done=chunks, chunks_total=chunks)
             return self._finished(
                 JobStatus.COMPLETED,
                 now,
