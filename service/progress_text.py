@@ -21,7 +21,8 @@ def eta_text(eta: str | None, now: datetime) -> str:
 
 
 def progress_line(job: Job, waiting: Waiting | None, now: datetime) -> str:
-    """One line of where the job stands, e.g. `processing: 45.0%, 9000 rows, ETA ...`."""
+    """One line of where the job stands, e.g. `processing: 45.0%, 9000 rows, ETA ...`
+    (with `chunks 2/5` for a chunked export)."""
     if job.status is JobStatus.PENDING:
         if waiting is None:
             return "pending"
@@ -30,6 +31,8 @@ def progress_line(job: Job, waiting: Waiting | None, now: datetime) -> str:
     parts = [f"{job.progress.rows_processed} rows"]
     if job.progress.percent is not None:
         parts.insert(0, f"{job.progress.percent:.1f}%")
+    if job.progress.chunks_total is not None:
+        parts.append(f"chunks {job.progress.chunks_done or 0}/{job.progress.chunks_total}")
     if job.status is JobStatus.PROCESSING and (eta := eta_text(job.progress.eta, now)):
         parts.append(eta)
     return f"{job.status.value}: {', '.join(parts)}"

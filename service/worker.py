@@ -32,6 +32,7 @@ from service.events.kafka import (
 from service.events.outbox import outbox_is_fresh
 from service.events.relay import OutboxRelay
 from service.events.relay_shards import ShardLeases
+from service.exports.chunk_workers import chunking
 from service.exports.expiry import ExpirySweeper
 from service.exports.exporter import Exporter
 from service.exports.request import export_job_from_request
@@ -121,6 +122,7 @@ async def run_worker(
         record_retention=settings.jobs.record_retention,
         on_event=relay.wake,
     )
+    chunked, chunk_workers = chunking(database, store, ledger, settings, owner=owner)
     exporter = Exporter(
         database,
         store,
@@ -128,6 +130,7 @@ async def run_worker(
         part_size=settings.s3.part_size_bytes,
         escape_formulas=settings.files.escape_formulas,
         max_files=settings.export.max_files,
+        chunked=chunked,
     )
     importer = Importer(
         database,
@@ -208,7 +211,9 @@ async def run_worker(
 
         return check
 
-    liveness = {name: alive(name) for name in ("runner", "outbox-relay", "expiry", "metrics")}
+    liveness = {
+        name: alive(name) for name in ("runner", "chunks", "outbox-relay", "expiry", "metrics")
+    }
 
     relay_stop = asyncio.Event()
 
@@ -222,6 +227,7 @@ async def run_worker(
         # seconds (longer while a crashed member times out). A replacement worker then picks up
         # a dead one's jobs at once; their status events wait in the outbox for the relay.
         loops["runner"] = asyncio.create_task(runner.run(stop), name="runner")
+        loops["chunks"] = asyncio.create_task(chunk_workers.run(stop), name="chunks")
         loops["expiry"] = asyncio.create_task(sweeper.run(stop), name="expiry")
         await broker.start()
         loops["outbox-relay"] = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
@@ -278,7 +284,7 @@ async def _shut_down(
     # The runner is already draining (it watches `stop`). Stopping the consumer can wait on a
     # group rebalance, so it is bounded and runs beside the drain: running jobs must be
     # finished or handed back whatever the broker is doing.
-    draining = [loops[name] for name in ("runner", "expiry") if name in loops]
+    draining = [loops[name] for name in ("runner", "chunks", "expiry") if name in loops]
     await asyncio.gather(_bounded("intake", stop_intake), *draining, return_exceptions=True)
     # The relay publishes the last status events (e.g. of handed-back jobs) as it stops, then
     # gives its shards back; what it cannot publish in time waits in the outbox for the others.

@@ -118,6 +118,25 @@ class ExportSettings(BaseModel):
         description="The most files one split export may have; one that needs more fails with "
         "TOO_MANY_FILES.",
     )
+    chunk_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="An export estimated at more rows than this is split into chunks of about "
+        "this many rows (ranges of its sort key) that any worker may export, then composed into "
+        "its one file. CSV and JSON Lines without max_file_bytes / max_rows_per_file only.",
+    )
+    max_chunks: int = Field(
+        256, ge=2, le=10_000, description="The most chunks one export is split into."
+    )
+    chunk_concurrency: int = Field(
+        2, ge=1, description="Chunks (of any jobs) one worker exports at once."
+    )
+    max_chunks_per_job: int = Field(
+        1,
+        ge=1,
+        description="Chunks of one job one worker exports at once, so that one project's giant "
+        "export does not take every worker's chunk capacity.",
+    )
 
 
 class ImportSettings(BaseModel):

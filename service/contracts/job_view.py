@@ -26,6 +26,14 @@ class Progress(BaseModel):
         description="When the attempt is expected to finish (RFC 3339), from its own rate so "
         "far; null until it can be estimated.",
     )
+    chunks_done: int | None = Field(
+        None,
+        description="A chunked export (one split into key ranges that several workers export "
+        "at once): chunks finished so far. Null when the export is not chunked.",
+    )
+    chunks_total: int | None = Field(
+        None, description="A chunked export's number of chunks; null when it is not chunked."
+    )
 
 
 class LastError(BaseModel):

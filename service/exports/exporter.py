@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -31,6 +32,7 @@ from service.exports import files
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
 from service.exports.batch_decoder import BatchDecoder
 from service.exports.checkpoints import after_filter, key_of, sort_fields
+from service.exports.chunked import ChunkedExport, eligible
 from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
 from service.exports.manifest import build_manifest, encode_manifest
 from service.exports.parquet_writer import ParquetEncoder
@@ -57,19 +59,25 @@ class Exporter:
         part_size: int,
         escape_formulas: bool,
         max_files: int = 10_000,
+        chunked: ChunkedExport | None = None,
     ) -> None:
+        """`chunked`: how large exports are split into chunks for several workers (None: never)."""
         self._db = database
         self._store = store
         self._batch_size = batch_size
         self._part_size = part_size
         self._escape_formulas = escape_formulas
         self._max_files = max_files
+        self._chunked = chunked
 
     async def run(self, job: Job, context: JobContext) -> ExportResult:
         dataset = get_dataset(job.dataset)
         filters = dataset.parse_filters(job.filters)
         columns = dataset.select_columns(job.columns)
         limits = FileLimits(max_bytes=job.max_file_bytes, max_rows=job.max_rows_per_file)
+        chunked = await self._run_chunked(job, context, dataset, filters, columns)
+        if chunked is not None:
+            return chunked
         start = await usable_checkpoint(self._store, job)
         await abort_stale_upload(self._store, job, split=limits.split, checkpoint=start)
         data_as_of = start.data_as_of if start else utcnow()
@@ -154,6 +162,48 @@ class Exporter:
             raise
         finally:
             await cursor.close()
+        return await self._deliver(
+            job, context, dataset, columns, written, data_as_of=data_as_of, limits=limits
+        )
+
+    async def _run_chunked(
+        self,
+        job: Job,
+        context: JobContext,
+        dataset: Dataset[Any],
+        filters: Any,  # noqa: ANN401 - the dataset's own filter model
+        columns: Sequence[Column],
+    ) -> ExportResult | None:
+        """The export split into chunks (service/exports/chunked.py), or None when it is not."""
+        if self._chunked is None or not eligible(job):
+            return None
+        try:
+            found = await self._chunked.run(
+                job, context, dataset, dataset.query(job.project_id, filters)
+            )
+        except BaseException as exc:
+            if not _worth_continuing(exc, context):
+                await asyncio.shield(self._chunked.discard(job))
+            raise
+        if found is None:
+            return None
+        written, data_as_of = found
+        return await self._deliver(
+            job, context, dataset, columns, [written], data_as_of=data_as_of, limits=FileLimits()
+        )
+
+    async def _deliver(
+        self,
+        job: Job,
+        context: JobContext,
+        dataset: Dataset[Any],
+        columns: Sequence[Column],
+        written: list[WrittenFile],
+        *,
+        data_as_of: datetime,
+        limits: FileLimits,
+    ) -> ExportResult:
+        """The manifest beside the files, then the result."""
         manifest_key = files.manifest_key(job.project_id, job.id, split=limits.split)
         names = [
             files.file_name(job.id, job.format, job.compression, part=file.part) for file in written

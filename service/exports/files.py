@@ -69,6 +69,16 @@ def file_key(
     return folder(project_id, job_id, split=part is not None) + name
 
 
+def chunk_key(
+    project_id: str, job_id: str, index: int, export_format: ExportFormat, compression: Compression
+) -> str:
+    """A chunk's temporary object in a chunked export (service/exports/chunked.py): under the
+    job's own folder, removed once the chunks are composed into the export's file."""
+    return (
+        f"exports/{project_id}/{job_id}/chunks/{index:05d}.{extension(export_format, compression)}"
+    )
+
+
 def manifest_key(project_id: str, job_id: str, *, split: bool) -> str:
     if split:
         return f"exports/{project_id}/{job_id}/manifest.json"

@@ -3,6 +3,9 @@ from (checked against the object store first), and an upload nobody will finish.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import structlog
 
 from service.exports import files
@@ -18,22 +21,30 @@ async def usable_checkpoint(store: ObjectStore, job: Job) -> Checkpoint | None:
 
     An upload the checkpoint names may be gone: completed just before the crash (the file was
     closed but the next checkpoint not saved), or cleared by the bucket's lifecycle rule."""
-    if job.checkpoint is None:
+    return await verified_checkpoint(store, job.checkpoint, of=job.id)
+
+
+async def verified_checkpoint(
+    store: ObjectStore, document: Mapping[str, Any] | None, *, of: str
+) -> Checkpoint | None:
+    """The checkpoint `document` (of a job or of a chunk, named `of`) if the store still holds
+    what it names, else None."""
+    if document is None:
         return None
     try:
-        checkpoint = Checkpoint.from_document(job.checkpoint)
+        checkpoint = Checkpoint.from_document(document)
     except ValueError:
-        log.warning("export.checkpoint_unreadable", job_id=job.id)
+        log.warning("export.checkpoint_unreadable", of=of)
         return None
     opened = checkpoint.open_file
     if opened is not None:
         stored = await store.uploaded_parts(opened.key, opened.upload_id)
         if stored is None or not parts_match(stored, opened.parts):
-            log.info("export.checkpoint_stale", job_id=job.id, upload_id=opened.upload_id)
+            log.info("export.checkpoint_stale", of=of, upload_id=opened.upload_id)
             return None
     for closed in checkpoint.files:
         if await store.size(closed.key) != closed.size_bytes:
-            log.info("export.checkpoint_stale", job_id=job.id, missing=closed.key)
+            log.info("export.checkpoint_stale", of=of, missing=closed.key)
             return None
     return checkpoint
 

@@ -39,10 +39,18 @@ class JobContext:
     def end_here(self) -> None:
         self._ends_here = True
 
-    async def progress(self, rows_processed: int, fraction: float | None) -> None:
-        """Record progress, at most once per interval: each save is a write and an event."""
+    async def progress(
+        self,
+        rows_processed: int,
+        fraction: float | None,
+        *,
+        chunks: tuple[int, int] | None = None,
+        force: bool = False,
+    ) -> None:
+        """Record progress, at most once per interval (unless `force`): each save is a write
+        and an event. `chunks`: (done, total) of a chunked job."""
         now = time.monotonic()
-        if now - self._last_saved < self._interval:
+        if not force and now - self._last_saved < self._interval:
             return
         self._last_saved = now
         percent = None if fraction is None else round(fraction * 100, 1)
@@ -58,6 +66,8 @@ class JobContext:
                 rows_processed=rows_processed,
                 percent=percent,
                 eta=rfc3339_seconds(end) if end is not None else None,
+                chunks_done=chunks[0] if chunks else None,
+                chunks_total=chunks[1] if chunks else None,
             ),
             extend_by=self._lease_duration,
         )

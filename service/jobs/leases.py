@@ -17,6 +17,8 @@ running attempt's heartbeat (service/jobs/attempts.py). Where semantics differ, 
   is a status transition and must write its status event in the same update. Renewal is this
   module's `renew`, fenced by owner and attempt, and counts a revision so a change computed
   from an older read of the job is computed again.
+- Export chunks (service/exports/chunk_ledger.py) are taken with `where`: the chunk's attempt
+  as it was read, so the take is also the attempt's increment and fences the previous holder.
 - Webhook deliveries (service/webhooks/deliveries.py) claim whole batches in one update and
   fence by a random claim token, because `due_at` is both the lease's end and the retry time:
   a per-document take would cost a round trip per webhook.
@@ -52,25 +54,34 @@ class Leases:
         self._reentrant = reentrant
 
     async def take(
-        self, key: str, holder: str, ttl: timedelta, *, fields: Mapping[str, Any] | None = None
+        self,
+        key: str,
+        holder: str,
+        ttl: timedelta,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        where: Mapping[str, Any] | None = None,
+        create: bool = True,
     ) -> bool:
         """Take the lease on document `key` for `ttl` (renew it, when re-entrant and already
         held by `holder`); False while another live holder has it. `fields` are written with
-        the lease."""
+        the lease; `where` must also match (a compare-and-set on the document's state, e.g. the
+        attempt it was read in), else the take fails. Without `create`, a missing document is
+        not made: the take fails."""
         now = utcnow()
         free: list[dict[str, Any]] = [{self._holder: None}, {self._expires: {"$lt": now}}]
         if self._reentrant:
             free.append({self._holder: holder})
         try:
-            await self._documents.update_one(
-                {"_id": key, "$or": free},
+            result = await self._documents.update_one(
+                {**(where or {}), "_id": key, "$or": free},
                 {"$set": {**(fields or {}), self._holder: holder, self._expires: now + ttl}},
-                upsert=True,
+                upsert=create,
             )
         except DuplicateKeyError:
             # The document exists and matched none of the above: someone else holds it.
             return False
-        return True
+        return create or result.matched_count == 1
 
     async def renew(
         self,

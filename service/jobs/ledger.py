@@ -21,7 +21,7 @@ from service.clock import utcnow
 from service.counters import PROCESS_IDS, Counters
 from service.error_codes import ErrorCode
 from service.jobs.attempts import Lease, RunningAttempts
-from service.jobs.changes import Change, JobChanges, LedgerContentionError, finished
+from service.jobs.changes import Change, ChangeOf, JobChanges, LedgerContentionError, finished
 from service.jobs.claims import ClaimPolicy, Claims
 from service.jobs.idempotency import request_fingerprint, reused_key_job
 from service.jobs.model import JOB_INDEXES, JOBS_COLLECTION, Job, JobResult, LastError, Progress
@@ -215,15 +215,20 @@ class Ledger:
     # Outcomes ------------------------------------------------------------------------------
 
     async def complete(self, lease: Lease, result: JobResult, *, retention: timedelta) -> Job:
-        now = utcnow()
-        change = self._finished(
-            JobStatus.COMPLETED,
-            now,
-            result=result.model_dump(),
-            expires_at=now + retention,
-            purge_at=now + retention + self._record_retention,
-            progress=Progress(rows_processed=result.row_count, percent=100.0).model_dump(),
-        )
+        def change(job: Job, now: datetime) -> Change:
+            # A chunked export ends with all its chunks done; others have no chunk counts.
+            chunks = job.progress.chunks_total
+            done = {"rows_processed": result.row_count, "percent": 100.0}
+            progress = Progress(**done, chunks_done=chunks, chunks_total=chunks)
+            return self._finished(
+                JobStatus.COMPLETED,
+                now,
+                result=result.model_dump(),
+                expires_at=now + retention,
+                purge_at=now + retention + self._record_retention,
+                progress=progress.model_dump(),
+            )
+
         return await self._fenced(lease, change)
 
     async def fail(self, lease: Lease, *, code: str, message: str) -> Job:
@@ -276,7 +281,7 @@ class Ledger:
 
     # Mechanics -----------------------------------------------------------------------------
 
-    async def _fenced(self, lease: Lease, change: Change) -> Job:
+    async def _fenced(self, lease: Lease, change: ChangeOf) -> Job:
         """The attempt's outcome, then its slot back: if the worker dies in between, the slot
         expires with the lease it is renewed with."""
         job = await self._changes.apply(lease.fence(), change)

@@ -233,6 +233,23 @@ class ObjectStore:
             offset += len(data)
             yield data
 
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of an object (a bounded read: the caller bounds the range)."""
+        if end <= start:
+            return b""
+
+        def fetch() -> bytes:
+            response: BaseHTTPResponse = self._client.get_object(
+                self.bucket, key, offset=start, length=end - start
+            )
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        return await asyncio.to_thread(fetch)
+
     async def read(self, key: str) -> bytes:
         """Whole object into memory: for tests and small files only."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from minio import Minio
 from minio.datatypes import Part
@@ -38,6 +39,26 @@ class MultipartUpload:
             None,
             self.upload_id,
             number,
+        )
+        self._parts[number - 1] = Part(number, etag)
+        return etag
+
+    async def copy_part(self, source_key: str, start: int, end: int) -> str:
+        """Upload the next part as bytes [start, end) of another object of the bucket, copied
+        by the store itself (UploadPartCopy): no byte passes through this process."""
+        number = len(self._parts) + 1
+        self._parts.append(Part(number, ""))
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            "x-amz-copy-source": quote(f"/{self.bucket}/{source_key}"),
+            "x-amz-copy-source-range": f"bytes={start}-{end - 1}",
+        }
+        etag, _ = await asyncio.to_thread(
+            self._client._upload_part_copy,  # noqa: SLF001 - see the module docstring
+            self.bucket,
+            self.key,
+            self.upload_id,
+            number,
+            headers,
         )
         self._parts[number - 1] = Part(number, etag)
         return etag

@@ -125,7 +125,13 @@ async def test_full_lifecycle_publishes_one_event_per_change_with_increasing_ver
         None,
         "processing",
     ]
-    assert events[2]["data"]["progress"] == {"rows_processed": 10, "percent": 50.0, "eta": None}
+    assert events[2]["data"]["progress"] == {
+        "rows_processed": 10,
+        "percent": 50.0,
+        "eta": None,
+        "chunks_done": None,
+        "chunks_total": None,
+    }
     assert events[3]["data"]["row_count"] == 20
     assert len({e["id"] for e in events}) == 4
 

@@ -74,3 +74,12 @@ def test_the_cli_line_shows_the_eta_while_processing_and_the_reason_while_waitin
         "pending (#3 in line): project limit of 2 running jobs reached"
     )
     assert eta_text(None, now) == ""
+
+
+def test_the_cli_line_counts_a_chunked_exports_chunks() -> None:
+    now = START + timedelta(minutes=1)
+    eta = rfc3339_seconds(now + timedelta(seconds=80))
+    progress = Progress(rows_processed=9000, percent=45.0, eta=eta, chunks_done=2, chunks_total=5)
+    assert progress_line(job(JobStatus.PROCESSING, progress), None, now) == (
+        "processing: 45.0%, 9000 rows, chunks 2/5, ETA 12:02:20Z (in 1m 20s)"
+    )

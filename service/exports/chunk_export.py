@@ -1,0 +1,160 @@
+"""Exporting one chunk of a chunked export: the rows strictly after its lower key and up to its
+upper key, into an object of its own, checkpointed per stored part like any export.
+
+Only the first chunk writes the CSV header; with gzip each chunk object is its own gzip stream
+(whole members), so the chunk objects laid end to end are one valid file. A chunk resumes from
+its own checkpoint (the sort key reached, its upload's parts) after its worker dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from bson.codec_options import CodecOptions
+from pymongo.asynchronous.database import AsyncDatabase
+
+from service.datasets import get_dataset
+from service.exports import files
+from service.exports.arrow_batches import RowBatch
+from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
+from service.exports.batch_decoder import BatchDecoder
+from service.exports.checkpoints import after_filter, key_of, sort_fields, through_filter
+from service.exports.chunk_ledger import Chunk, ChunkLease, ChunkLedger
+from service.exports.file_parts import FileLimits, FileSequence, Resumable
+from service.exports.raw_cursor import RawBatchCursor, prefetched_raw_batches
+from service.exports.resume import verified_checkpoint
+from service.jobs.model import Job
+from service.observability.metrics import ROWS
+from service.storage import ObjectStore
+
+log = structlog.get_logger(__name__)
+
+
+class _Headerless:
+    """A chunk after the first: the same rows, without the header the first chunk wrote."""
+
+    def __init__(self, encoder: BatchEncoder) -> None:
+        self._encoder = encoder
+
+    def header(self) -> bytes:
+        return b""
+
+    def encode(self, batch: RowBatch) -> bytes:
+        return self._encoder.encode(batch)
+
+    def finish(self) -> bytes:
+        return self._encoder.finish()
+
+
+class ChunkExport:
+    """Runs one chunk's export under its lease."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[dict[str, Any]],
+        store: ObjectStore,
+        chunks: ChunkLedger,
+        *,
+        batch_size: int,
+        part_size: int,
+        escape_formulas: bool,
+    ) -> None:
+        self._db = database
+        self._store = store
+        self._chunks = chunks
+        self._batch_size = batch_size
+        self._part_size = part_size
+        self._escape_formulas = escape_formulas
+
+    async def discard(self, key: str) -> None:
+        await self._store.delete(key)
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        await self._store.abort_upload(key, upload_id)
+
+    async def run(
+        self,
+        job: Job,
+        chunk: Chunk,
+        lease: ChunkLease,
+        *,
+        confirm: Callable[[], Awaitable[None]],
+        keep: Callable[[BaseException], bool],
+    ) -> tuple[int, int]:
+        """Export the chunk; its rows and size. `confirm` raises unless the lease still holds;
+        `keep` says whether an attempt stopped by an error leaves its upload for the next."""
+        dataset = get_dataset(job.dataset)
+        filters = dataset.parse_filters(job.filters)
+        columns = dataset.select_columns(job.columns)
+        start = await verified_checkpoint(self._store, chunk.checkpoint, of=chunk.id)
+        continued = start.open_file.upload_id if start and start.open_file else None
+        if chunk.upload_id is not None and chunk.upload_id != continued:
+            await self._store.abort_upload(chunk.key, chunk.upload_id)
+        if start is not None and start.files:
+            return start.rows, start.files[0].size_bytes  # closed before it could be marked done
+
+        def encoder() -> BatchEncoder:
+            made: BatchEncoder = (
+                ArrowJsonLinesEncoder(columns)
+                if job.format == "jsonl"
+                else ArrowCsvEncoder(columns, escape_formulas=self._escape_formulas)
+            )
+            return made if chunk.index == 0 else _Headerless(made)
+
+        output = FileSequence(
+            self._store,
+            key_for=lambda _: chunk.key,
+            new_encoder=encoder,
+            sort_fields=sort_fields(dataset.sort),
+            content_type=files.content_type(job.format, job.compression),
+            part_size=self._part_size,
+            gzip=job.compression == "gzip",
+            limits=FileLimits(),
+            max_files=1,
+            on_upload_started=lambda upload_id: self._chunks.record_upload(lease, upload_id),
+            resumable=Resumable(
+                key_of=lambda row: key_of(dataset.sort, row),
+                save=lambda point: self._chunks.save_checkpoint(lease, point.to_document()),
+                data_as_of=chunk.planned_at,
+                start=start,
+            ),
+        )
+        lower = start.after if start is not None and start.after else chunk.lower
+        clauses = [
+            dataset.query(job.project_id, filters),
+            after_filter(dataset.sort, lower or {}),
+            through_filter(dataset.sort, chunk.upper),
+        ]
+        query = {"$and": [clause for clause in clauses if clause]}
+        collection = self._db[dataset.collection]
+        fields = sort_fields(dataset.sort)
+        projection = dict.fromkeys((*(column.field for column in columns), *fields), 1)
+        cursor = (
+            RawBatchCursor(collection, query, projection)
+            .sort(list(dataset.sort))
+            .batch_size(self._batch_size)
+        )
+        codec: CodecOptions[dict[str, Any]] = collection.codec_options
+        decoder = BatchDecoder(columns, dataset.record_model, fields, codec)
+        try:
+            async for raw in prefetched_raw_batches(cursor):
+                batch = await asyncio.to_thread(decoder.decode, raw)
+                await output.write(batch)
+                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
+            await confirm()
+            written = await output.close()
+        except BaseException as exc:
+            try:
+                if keep(exc):
+                    await asyncio.shield(output.detach())
+                else:
+                    await asyncio.shield(output.abort())
+            except Exception:
+                log.warning("export.chunk_cleanup_failed", chunk_id=chunk.id, exc_info=True)
+            raise
+        finally:
+            await cursor.close()
+        return output.rows, written[0].size_bytes
