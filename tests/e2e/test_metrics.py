@@ -135,6 +135,7 @@ async def test_every_process_answers_its_probes(
     worker_alive = (await http.get(f"{ferry.workers[0].url}/healthz")).json()
     assert worker_alive["checks"] == {
         "runner": True,
+        "chunks": True,
         "outbox-relay": True,
         "expiry": True,
         "metrics": True,

@@ -109,7 +109,13 @@ async def test_worker_readiness_follows_the_object_store(worker_settings: Settin
             }
             alive = await http.get("/healthz")
             assert alive.status_code == httpx.codes.OK
-            assert set(alive.json()["checks"]) == {"runner", "outbox-relay", "expiry", "metrics"}
+            assert set(alive.json()["checks"]) == {
+                "runner",
+                "chunks",
+                "outbox-relay",
+                "expiry",
+                "metrics",
+            }
 
             await asyncio.to_thread(minio.remove_bucket, s3.bucket)  # empty: nothing exported
             answer = await http.get("/readyz")
