@@ -162,10 +162,13 @@ async def test_status_events_come_in_order_with_strictly_increasing_versions(
         ("pending", "processing"),
         ("processing", "completed"),
     ]
-    # Progress events: at least one (the relay may drop a superseded one, never all), each
-    # with rows done so far and a share, counts that never go backwards within the attempt.
+    # Progress was saved while the job ran: every version that is not a status change is a
+    # progress event, published or dropped by the relay as superseded by a later event of the
+    # job (when its round comes after the job's end, as on a busy machine, it drops them all;
+    # tests/integration/test_outbox_relay.py pins which ones it publishes). Those published
+    # carry rows done so far and a share, counts that never go backwards within the attempt.
+    assert final["version"] > len(changes), "no progress was saved while the export ran"
     updates = [e for e in events if e["type"] == JOB_UPDATED and e["data"]["progress"]["percent"]]
-    assert updates, "no progress event was published"
     rows = [e["data"]["progress"]["rows_processed"] for e in updates]
     assert rows == sorted(rows)
     assert all(0 < n <= final["row_count"] for n in rows)
