@@ -121,9 +121,10 @@ class ExportSettings(BaseModel):
     chunk_rows: int = Field(
         1_000_000,
         ge=1,
-        description="An export estimated at more rows than this is split into chunks of about "
-        "this many rows (ranges of its sort key) that any worker may export, then composed into "
-        "its one file. CSV and JSON Lines without max_file_bytes / max_rows_per_file only.",
+        description="An export that has written this many rows, with more than this many "
+        "estimated left, splits the rest into chunks of about this many rows (ranges of its sort "
+        "key) that any worker may export, then composes them after what it wrote into its one "
+        "file. CSV and JSON Lines without max_file_bytes / max_rows_per_file only.",
     )
     max_chunks: int = Field(
         256, ge=2, le=10_000, description="The most chunks one export is split into."

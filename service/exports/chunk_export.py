@@ -1,7 +1,8 @@
 """Exporting one chunk of a chunked export: the rows strictly after its lower key and up to its
 upper key, into an object of its own, checkpointed per stored part like any export.
 
-Only the first chunk writes the CSV header; with gzip each chunk object is its own gzip stream
+Only the export's first range writes the CSV header (the head, when the job's own worker split
+the export: service/exports/chunked.py); with gzip each chunk object is its own gzip stream
 (whole members), so the chunk objects laid end to end are one valid file. A chunk resumes from
 its own checkpoint (the sort key reached, its upload's parts) after its worker dies.
 """
@@ -9,22 +10,21 @@ its own checkpoint (the sort key reached, its upload's parts) after its worker d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from bson.codec_options import CodecOptions
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.datasets import get_dataset
 from service.exports import files
 from service.exports.arrow_batches import RowBatch
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
-from service.exports.batch_decoder import BatchDecoder
 from service.exports.checkpoints import after_filter, key_of, sort_fields, through_filter
 from service.exports.chunk_ledger import Chunk, ChunkLease, ChunkLedger
+from service.exports.dataset_batches import decoded_batches
 from service.exports.file_parts import FileLimits, FileSequence, Resumable
-from service.exports.raw_cursor import RawBatchCursor, prefetched_raw_batches
 from service.exports.resume import verified_checkpoint
 from service.jobs.model import Job
 from service.observability.metrics import ROWS
@@ -102,7 +102,9 @@ class ChunkExport:
                 if job.format == "jsonl"
                 else ArrowCsvEncoder(columns, escape_formulas=self._escape_formulas)
             )
-            return made if chunk.index == 0 else _Headerless(made)
+            # The first range of the export writes the header (after a split, the job's own
+            # worker wrote it in the head).
+            return made if chunk.lower is None else _Headerless(made)
 
         output = FileSequence(
             self._store,
@@ -129,21 +131,14 @@ class ChunkExport:
             through_filter(dataset.sort, chunk.upper),
         ]
         query = {"$and": [clause for clause in clauses if clause]}
-        collection = self._db[dataset.collection]
-        fields = sort_fields(dataset.sort)
-        projection = dict.fromkeys((*(column.field for column in columns), *fields), 1)
-        cursor = (
-            RawBatchCursor(collection, query, projection)
-            .sort(list(dataset.sort))
-            .batch_size(self._batch_size)
+        batches = decoded_batches(
+            self._db[dataset.collection], dataset, columns, query, batch_size=self._batch_size
         )
-        codec: CodecOptions[dict[str, Any]] = collection.codec_options
-        decoder = BatchDecoder(columns, dataset.record_model, fields, codec)
         try:
-            async for raw in prefetched_raw_batches(cursor):
-                batch = await asyncio.to_thread(decoder.decode, raw)
-                await output.write(batch)
-                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
+            async with contextlib.aclosing(batches):
+                async for batch in batches:
+                    await output.write(batch)
+                    ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
             await confirm()
             written = await output.close()
         except BaseException as exc:
@@ -155,6 +150,4 @@ class ChunkExport:
             except Exception:
                 log.warning("export.chunk_cleanup_failed", chunk_id=chunk.id, exc_info=True)
             raise
-        finally:
-            await cursor.close()
         return output.rows, written[0].size_bytes

@@ -98,8 +98,11 @@ class ChunkLedger:
         await self._chunks.create_index([("state", ASCENDING), ("run_after", ASCENDING)])
         await self._chunks.create_index([("job_id", ASCENDING), ("index", ASCENDING)])
 
-    async def create(self, job: Job, plan: Plan, key_for: Callable[[int], str]) -> list[Chunk]:
-        """Record a job's chunks (all or, after a crash mid-way, the rest of them)."""
+    async def create(
+        self, job: Job, plan: Plan, key_for: Callable[[int], str], *, skip: int = 0
+    ) -> list[Chunk]:
+        """Record a job's chunks (all or, after a crash mid-way, the rest of them). `skip`: the
+        first ranges of the plan that are not chunks (the part the job's own worker wrote)."""
         now = utcnow()
         total = len(plan.ranges)
         documents = [
@@ -117,9 +120,11 @@ class ChunkLedger:
                 estimated_rows=plan.estimated_rows,
             ).model_dump(by_alias=True)
             for index, part in enumerate(plan.ranges)
+            if index >= skip
         ]
         try:
-            await self._chunks.insert_many(documents, ordered=False)
+            if documents:
+                await self._chunks.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             if any(error.get("code") != 11000 for error in exc.details.get("writeErrors", [])):  # noqa: PLR2004 - duplicate key
                 raise

@@ -1,12 +1,15 @@
-"""Planning a chunked export: how many rows it will have, and where to cut its sort-key range.
+"""Planning a chunked export: how many rows are left, and where to cut their sort-key range.
 
+A plan is made only for an export that has already written `chunk_rows` rows on its own
+(service/exports/chunked.py), so exports below the threshold, most of them, never pay for one.
 Nothing here scans the export's rows. The collection's size comes from its metadata
 (`estimated_document_count`); a `$sample` of it (a random cursor over the collection, not a
-scan, when the sample is small next to the collection) run through the export's filter gives
-both the share of documents the filter keeps, hence the estimated row count, and the split
-points: the sample's sort keys, sorted, cut at even quantiles. A chunk is then the rows strictly
-after its lower key and up to and including its upper key (the first chunk has no lower key,
-the last no upper one), so the chunks cover the range once, whatever the estimate's error.
+scan, when the sample is small next to the collection) run through the filter of the rows left
+gives both the share of documents the filter keeps, hence the estimated row count, and the
+split points: the sample's sort keys, sorted, cut at even quantiles. A chunk is then the rows
+strictly after its lower key and up to and including its upper key (the first chunk starts after
+the key the export reached, the last has no upper one), so the chunks cover the range once,
+whatever the estimate's error.
 """
 
 from __future__ import annotations
@@ -60,8 +63,10 @@ def split_points(keys: Sequence[Mapping[str, Any]], chunks: int) -> list[dict[st
     return points
 
 
-def ranges_between(points: Sequence[dict[str, Any]]) -> list[ChunkRange]:
-    bounds: list[dict[str, Any] | None] = [None, *points, None]
+def ranges_between(
+    points: Sequence[dict[str, Any]], *, lower: dict[str, Any] | None = None
+) -> list[ChunkRange]:
+    bounds: list[dict[str, Any] | None] = [lower, *points, None]
     return [ChunkRange(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
@@ -72,8 +77,11 @@ async def plan_chunks(
     *,
     chunk_rows: int,
     max_chunks: int,
+    after: dict[str, Any] | None = None,
 ) -> Plan | None:
-    """The export's chunks, or None when its estimate does not pass `chunk_rows`."""
+    """The chunks of the rows `query` selects, or None when their estimate does not pass
+    `chunk_rows`. `after`: the key the export reached, where the first chunk starts (`query`
+    already selects only the rows after it)."""
     total = await collection.estimated_document_count()
     if total <= chunk_rows:
         return None  # the filter can only make it smaller
@@ -98,4 +106,4 @@ async def plan_chunks(
     points = split_points(keys, chunks)
     if not points:
         return None
-    return Plan(estimated_rows=estimated, ranges=ranges_between(points))
+    return Plan(estimated_rows=estimated, ranges=ranges_between(points, lower=after))

@@ -15,13 +15,14 @@ last closed file; a one-file Parquet export restarts from zero after a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from bson.codec_options import CodecOptions
 from pymongo.asynchronous.database import AsyncDatabase
 
 from service.clock import utcnow
@@ -30,13 +31,12 @@ from service.datasets.base import Column, Dataset
 from service.errors import LeaseLostError
 from service.exports import files
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
-from service.exports.batch_decoder import BatchDecoder
-from service.exports.checkpoints import after_filter, key_of, sort_fields
+from service.exports.checkpoints import Checkpoint, after_filter, key_of, sort_fields
 from service.exports.chunked import ChunkedExport, eligible
+from service.exports.dataset_batches import decoded_batches
 from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
 from service.exports.manifest import build_manifest, encode_manifest
 from service.exports.parquet_writer import ParquetEncoder
-from service.exports.raw_cursor import RawBatchCursor, prefetched_raw_batches
 from service.exports.resume import abort_stale_upload, usable_checkpoint
 from service.jobs.context import JobContext
 from service.jobs.failures import classify
@@ -45,6 +45,17 @@ from service.observability.metrics import ROWS
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Split:
+    """An attempt's one try at splitting the rows left into chunks, once the export is large."""
+
+    chunked: ChunkedExport | None  # None: this export is never split
+    data_as_of: datetime
+    reached: dict[str, Any] | None  # the sort key of the last row written
+    tried: bool = False
+    marker: dict[str, Any] | None = None  # the split's checkpoint, once split
 
 
 class Exporter:
@@ -75,12 +86,24 @@ class Exporter:
         filters = dataset.parse_filters(job.filters)
         columns = dataset.select_columns(job.columns)
         limits = FileLimits(max_bytes=job.max_file_bytes, max_rows=job.max_rows_per_file)
-        chunked = await self._run_chunked(job, context, dataset, filters, columns)
+        chunked = await self._continue_chunked(job, context, dataset, columns)
         if chunked is not None:
             return chunked
         start = await usable_checkpoint(self._store, job)
-        await abort_stale_upload(self._store, job, split=limits.split, checkpoint=start)
         data_as_of = start.data_as_of if start else utcnow()
+        split = _Split(
+            self._chunked if self._chunked is not None and eligible(job) else None,
+            data_as_of,
+            reached=start.after if start is not None and start.after else None,
+        )
+
+        async def save_checkpoint(checkpoint: Checkpoint) -> None:
+            # Once the rows left are chunks, the job's checkpoint is the split's marker, which
+            # the head's own checkpoints must not overwrite.
+            if split.marker is None:
+                await context.save_checkpoint(checkpoint.to_document())
+
+        await abort_stale_upload(self._store, job, split=limits.split, checkpoint=start)
         output = FileSequence(
             self._store,
             key_for=lambda part: files.file_key(
@@ -98,89 +121,110 @@ class Exporter:
             on_upload_started=context.record_upload,
             resumable=Resumable(
                 key_of=lambda row: key_of(dataset.sort, row),
-                save=lambda checkpoint: context.save_checkpoint(checkpoint.to_document()),
+                save=save_checkpoint,
                 data_as_of=data_as_of,
                 start=start,
                 mid_file=job.format != "parquet",
             ),
         )
         if start is not None:
-            log.info(
-                "export.resumed",
-                job_id=job.id,
-                rows=start.rows,
-                files=len(start.files),
-                parts=len(start.open_file.parts) if start.open_file else 0,
-            )
-            # The ETA counts only what this attempt does; rows_processed continues from the
-            # checkpoint's rows (output.rows starts there).
-            fraction = dataset.estimate_progress(filters, start.after)
-            if fraction is not None:
-                context.resumed_from(fraction)
+            _resumed(job, context, dataset, start)
         # A one-file export whose file was closed has nothing left to read.
         finished = start is not None and not limits.split and bool(start.files)
         query = dataset.query(job.project_id, filters)
         if start is not None and start.after:
             query = {"$and": [query, after_filter(dataset.sort, start.after)]}
-        collection = self._db[dataset.collection]
-        # The sort fields come along so that each batch knows where it ends (progress, resume).
-        fields = sort_fields(dataset.sort)
-        projection = dict.fromkeys((*(column.field for column in columns), *fields), 1)
-        cursor = (
-            RawBatchCursor(collection, query, projection)
-            .sort(list(dataset.sort))
-            .batch_size(self._batch_size)
-        )
-        codec: CodecOptions[dict[str, Any]] = collection.codec_options
-        decoder = BatchDecoder(columns, dataset.record_model, fields, codec)
         try:
             if not finished:
-                async for raw in prefetched_raw_batches(cursor):
-                    batch = await asyncio.to_thread(decoder.decode, raw)
-                    await output.write(batch)
-                    ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
-                    await context.progress(
-                        output.rows, dataset.estimate_progress(filters, batch.last_document)
-                    )
+                await self._write_rows(job, context, dataset, query, output=output, split=split)
             # Files become visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
             written = await output.close()
         except BaseException as exc:
-            stopping = time.monotonic()
-            keep = _worth_continuing(exc, context)
-            try:
-                await asyncio.shield(output.detach() if keep else self._discard(output))
-            except Exception:
-                log.warning("export.cleanup_failed", job_id=job.id, exc_info=True)
-            log.info(
-                "export.stopped",
-                job_id=job.id,
-                reason=type(exc).__name__,
-                kept_for_next_attempt=keep,
-                seconds=round(time.monotonic() - stopping, 3),
-            )
+            await self._stopped(job, context, output, exc)
             raise
-        finally:
-            await cursor.close()
+        if split.marker is not None and split.chunked is not None:
+            marker = await split.chunked.head_closed(context, split.marker, written[0])
+            chunked = await self._continue_chunked(job, context, dataset, columns, marker)
+            if chunked is None:
+                raise RuntimeError("a split export's marker was not taken as chunked")
+            return chunked
         return await self._deliver(
             job, context, dataset, columns, written, data_as_of=data_as_of, limits=limits
         )
 
-    async def _run_chunked(
+    async def _write_rows(
         self,
         job: Job,
         context: JobContext,
         dataset: Dataset[Any],
-        filters: Any,  # noqa: ANN401 - the dataset's own filter model
+        query: dict[str, Any],
+        *,
+        output: FileSequence,
+        split: _Split,
+    ) -> None:
+        """The rows of `query` into `output`, reporting progress; once the export has passed
+        the chunk threshold, the rows left become chunks (their marker goes into `split`) and
+        this stops at the key reached."""
+        filters = dataset.parse_filters(job.filters)
+        whole = dataset.query(job.project_id, filters)
+        columns = dataset.select_columns(job.columns)
+        batches = decoded_batches(
+            self._db[dataset.collection], dataset, columns, query, batch_size=self._batch_size
+        )
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                # Tried when a batch comes after the threshold was passed, so that an export
+                # ending at the threshold plans nothing; this batch then goes to the chunks.
+                if await self._split_here(context, dataset, whole, output=output, split=split):
+                    return
+                await output.write(batch)
+                split.reached = key_of(dataset.sort, batch.last_document)
+                ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
+                await context.progress(
+                    output.rows, dataset.estimate_progress(filters, batch.last_document)
+                )
+
+    async def _split_here(
+        self,
+        context: JobContext,
+        dataset: Dataset[Any],
+        query: dict[str, Any],
+        *,
+        output: FileSequence,
+        split: _Split,
+    ) -> bool:
+        """Whether the rows after those written become chunks now (one try per attempt)."""
+        chunked = split.chunked
+        if chunked is None or split.tried or split.reached is None:
+            return False
+        if not chunked.due(output.rows):
+            return False
+        split.tried = True
+        split.marker = await chunked.split_rest(
+            context,
+            dataset,
+            query,
+            after=split.reached,
+            rows=output.rows,
+            data_as_of=split.data_as_of,
+        )
+        return split.marker is not None
+
+    async def _continue_chunked(
+        self,
+        job: Job,
+        context: JobContext,
+        dataset: Dataset[Any],
         columns: Sequence[Column],
+        marker: dict[str, Any] | None = None,
     ) -> ExportResult | None:
-        """The export split into chunks (service/exports/chunked.py), or None when it is not."""
+        """The export's chunks (service/exports/chunked.py) waited for and composed, or None
+        when it is not split. `marker`: the split just saved, newer than `job.checkpoint`."""
         if self._chunked is None or not eligible(job):
             return None
         try:
-            found = await self._chunked.run(
-                job, context, dataset, dataset.query(job.project_id, filters)
-            )
+            found = await self._chunked.run(job, context, marker)
         except BaseException as exc:
             if not _worth_continuing(exc, context):
                 await asyncio.shield(self._chunked.discard(job))
@@ -218,6 +262,24 @@ class Exporter:
         await self._remove_leftovers(job, limits, written)
         return _result(written, manifest_key)
 
+    async def _stopped(
+        self, job: Job, context: JobContext, output: FileSequence, exc: BaseException
+    ) -> None:
+        """The attempt stops on `exc`: keep its upload for the next attempt, or discard it."""
+        stopping = time.monotonic()
+        keep = _worth_continuing(exc, context)
+        try:
+            await asyncio.shield(output.detach() if keep else self._discard(output))
+        except Exception:
+            log.warning("export.cleanup_failed", job_id=job.id, exc_info=True)
+        log.info(
+            "export.stopped",
+            job_id=job.id,
+            reason=type(exc).__name__,
+            kept_for_next_attempt=keep,
+            seconds=round(time.monotonic() - stopping, 3),
+        )
+
     async def _discard(self, output: FileSequence) -> None:
         """The job ends without a result: its upload is aborted and its closed files go."""
         await output.abort()
@@ -238,6 +300,21 @@ class Exporter:
                 return
             await self._store.delete(key)
             part += 1
+
+
+def _resumed(job: Job, context: JobContext, dataset: Dataset[Any], start: Checkpoint) -> None:
+    log.info(
+        "export.resumed",
+        job_id=job.id,
+        rows=start.rows,
+        files=len(start.files),
+        parts=len(start.open_file.parts) if start.open_file else 0,
+    )
+    # The ETA counts only what this attempt does; rows_processed continues from the
+    # checkpoint's rows (the output's row count starts there).
+    fraction = dataset.estimate_progress(dataset.parse_filters(job.filters), start.after)
+    if fraction is not None:
+        context.resumed_from(fraction)
 
 
 def _result(written: list[WrittenFile], manifest_key: str) -> ExportResult:

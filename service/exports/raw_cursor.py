@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from bson import _bson_to_dict, _convert_raw_document_lists_to_streams
@@ -45,7 +45,7 @@ class RawBatchCursor(AsyncRawBatchCursor[dict[str, Any]]):
         return [reply]
 
 
-async def prefetched_raw_batches(cursor: AsyncRawBatchCursor[Any]) -> AsyncIterator[bytes]:
+async def prefetched_raw_batches(cursor: AsyncRawBatchCursor[Any]) -> AsyncGenerator[bytes]:
     """The cursor's raw batches, the next one already being fetched while the caller works."""
 
     async def fetch() -> bytes | None:

@@ -1,7 +1,8 @@
-"""Chunked exports against real MongoDB and S3: a job's worker (a Runner) splits the export,
-two chunk pools (two workers) export its chunks, and the file composed from them is the same
-bytes as an unchunked export; a chunk stopped mid-way is resumed by the other worker from its
-checkpoint, every row once; a cancelled chunked job leaves no chunk object behind."""
+"""Chunked exports against real MongoDB and S3: a job's worker (a Runner) exports the first
+rows itself and splits the rest, two chunk pools (two workers) export its chunks, and the file
+composed from them is the same bytes as an unchunked export; a chunk stopped mid-way is resumed
+by the other worker from its checkpoint, every row once; a cancelled chunked job leaves no chunk
+object behind."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ PART = 5 * 1024 * 1024
 ROW_COUNT = 3000
 NOTE = 5000  # ~15 MB in all: chunks of ~5 MB, so the composer both copies and buffers
 CHUNK_ROWS = 700
+# For a chunk stopped after its first stored part: rows of ~10 KB, split after 1,000 rows into
+# a head and chunks of ~1,000 rows, each ~10 MB, so a 5 MiB part is stored mid-chunk.
+WIDE_NOTE = 10_000
+WIDE_CHUNK_ROWS = 1000
 
 
 def worker_settings(**overrides: Any) -> WorkerSettings:
@@ -230,9 +235,9 @@ async def test_a_chunk_stopped_mid_way_is_resumed_by_another_worker_every_row_on
     stack: Stack, database: Database
 ) -> None:
     project = f"p-{uuid.uuid4()}"
-    await seed(database, project, ROW_COUNT, NOTE)
+    await seed(database, project, ROW_COUNT, WIDE_NOTE)
     expected = await unchunked_bytes(stack, project)
-    stack.chunk_rows = 1600  # two chunks of ~7 MB: a 5 MiB part is stored mid-chunk
+    stack.chunk_rows = WIDE_CHUNK_ROWS
     stack.start_runner()
     freezing = FreezingChunks(database)
     stack.start_pool("worker-a", freezing)
@@ -259,8 +264,8 @@ async def test_cancelling_a_chunked_job_removes_its_chunk_objects(
     stack: Stack, database: Database
 ) -> None:
     project = f"p-{uuid.uuid4()}"
-    await seed(database, project, ROW_COUNT, NOTE)
-    stack.chunk_rows = 1600  # chunks of ~7 MB: a part is stored mid-chunk
+    await seed(database, project, ROW_COUNT, WIDE_NOTE)
+    stack.chunk_rows = WIDE_CHUNK_ROWS
     stack.start_runner()
     # Worker b stalls in its chunk (an upload with one part), so the job cannot finish; worker
     # a completes the other chunks (whole objects).

@@ -47,6 +47,25 @@ def test_split_points_cut_the_key_range_into_disjoint_ranges_covering_every_row(
         assert len(_chunk_of(value, ranges)) == 1
 
 
+@given(
+    after=st.integers(-1000, 1000),
+    sample=st.lists(st.integers(-1000, 1000), max_size=300),
+    chunks=st.integers(2, 40),
+    rows=st.lists(st.integers(-2000, 2000), max_size=200),
+)
+def test_the_rest_of_a_split_export_is_every_row_after_its_head_once(
+    after: int, sample: list[int], chunks: int, rows: list[int]
+) -> None:
+    """The head holds the rows up to `after`; the planned chunks hold each later row once and
+    none of the head's, whatever the sample of the rows left."""
+    keys = [{"k": value} for value in sorted(value for value in sample if value > after)]
+    head = ranges_between([{"k": after}])[0]
+    ranges = [head, *ranges_between(split_points(keys, chunks), lower={"k": after})]
+    for value in rows:
+        assert len(_chunk_of(value, ranges)) == 1
+        assert (_chunk_of(value, ranges) == [0]) == (value <= after)
+
+
 def test_split_points_fall_at_even_quantiles() -> None:
     keys = [{"k": value} for value in range(100)]
     assert [point["k"] for point in split_points(keys, 4)] == [25, 50, 75]
