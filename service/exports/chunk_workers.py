@@ -6,6 +6,10 @@ per-project limit counts jobs, not chunks. A worker runs at most `concurrency` c
 and at most `per_job` of one job, so one giant export cannot take every worker's capacity; the
 runner claims whole jobs beside this pool, so other projects' jobs are claimed between chunks.
 
+An idle pool polls less and less often (up to IDLE_POLLS times the poll interval): most of the
+time no export is chunked, and every worker runs a pool. The pool of the worker that split an
+export is woken at once; the others join within the longest idle wait.
+
 Each running chunk has a watcher, as a job has: it renews the chunk's lease every heartbeat and
 stops the chunk's work when its job is cancelled or has ended (the chunk's upload is then
 aborted and its object removed), or when the lease was lost (the upload stays: the chunk's new
@@ -40,6 +44,13 @@ BoundLog = structlog.typing.FilteringBoundLogger
 
 # A chunk taken this many times without finishing (its workers keep dying) fails its job.
 MAX_CHUNK_ATTEMPTS = 5
+# An idle pool's wait doubles from the poll interval up to this many times it.
+IDLE_POLLS = 8
+
+
+def next_idle_wait(current: float, *, poll_seconds: float) -> float:
+    """The wait after another claim that found nothing."""
+    return min(current * 2, poll_seconds * IDLE_POLLS)
 
 
 class ChunkWorkers:
@@ -64,14 +75,21 @@ class ChunkWorkers:
         self._lease = timedelta(seconds=settings.lease_seconds)
         self._running: dict[asyncio.Task[None], str] = {}
         self._wakeup = asyncio.Event()
+        self._idle_wait = settings.poll_seconds
 
     @property
     def running(self) -> int:
         return len(self._running)
 
+    def wake(self) -> None:
+        """Chunks were just created (by this worker): look for them now."""
+        self._idle_wait = self._settings.poll_seconds
+        self._wakeup.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         await self._chunks.ensure_indexes()
         while not stop.is_set():
+            wait = self._settings.poll_seconds
             if len(self._running) < self._concurrency:
                 try:
                     taken = await self._claim()
@@ -79,14 +97,17 @@ class ChunkWorkers:
                     log.warning("chunks.claim_failed", exc_info=True)
                     taken = None
                 if taken is not None:
+                    self._idle_wait = self._settings.poll_seconds
                     job, chunk, lease = taken
                     task = asyncio.create_task(self._execute(job, chunk, lease))
                     self._running[task] = job.id
                     task.add_done_callback(self._finished)
                     continue
+                wait = self._idle_wait
+                self._idle_wait = next_idle_wait(wait, poll_seconds=self._settings.poll_seconds)
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_seconds)
+                await asyncio.wait_for(self._wakeup.wait(), wait)
         # Stopping: each chunk gives its lease back as it is cancelled, keeping its upload.
         for task in list(self._running):
             task.cancel()
@@ -220,16 +241,6 @@ def chunking(
     """A worker's chunking: the job's side (for the exporter) and the chunk pool (a loop of the
     worker)."""
     chunks = ChunkLedger(database)
-    chunked = ChunkedExport(
-        database,
-        store,
-        chunks,
-        ChunkSettings(
-            chunk_rows=settings.export.chunk_rows,
-            max_chunks=settings.export.max_chunks,
-            poll_seconds=settings.worker.poll_seconds,
-        ),
-    )
     export = ChunkExport(
         database,
         store,
@@ -246,5 +257,16 @@ def chunking(
         owner=owner,
         concurrency=settings.export.chunk_concurrency,
         per_job=settings.export.max_chunks_per_job,
+    )
+    chunked = ChunkedExport(
+        database,
+        store,
+        chunks,
+        ChunkSettings(
+            chunk_rows=settings.export.chunk_rows,
+            max_chunks=settings.export.max_chunks,
+            poll_seconds=settings.worker.poll_seconds,
+        ),
+        on_chunks=pool.wake,
     )
     return chunked, pool

@@ -86,11 +86,15 @@ class ChunkedExport:
         store: ObjectStore,
         chunks: ChunkLedger,
         settings: ChunkSettings,
+        *,
+        on_chunks: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_chunks`: called once a job's chunks are recorded (wakes this worker's pool)."""
         self._db = database
         self._store = store
         self._chunks = chunks
         self._settings = settings
+        self._on_chunks = on_chunks
 
     def due(self, rows: int) -> bool:
         """Whether an export that has written `rows` rows should try to split the rest."""
@@ -164,6 +168,7 @@ class ChunkedExport:
             )
             skip = 0 if head is None else 1
             chunks = await self._chunks.create(job, plan, self._key_for(job), skip=skip)
+            self._on_chunks()
             chunks = await self._wait(job, context, chunks, plan, head)
             composed = await self._compose(job, context, key, chunks, head)
             await context.save_checkpoint({**marker, "composed": composed})

@@ -143,9 +143,10 @@ class Exporter:
         except BaseException as exc:
             await self._stopped(job, context, output, exc)
             raise
-        if split.marker is not None and split.chunked is not None:
-            marker = await split.chunked.head_closed(context, split.marker, written[0])
-            chunked = await self._continue_chunked(job, context, dataset, columns, marker)
+        if split.marker is not None:
+            chunked = await self._continue_chunked(
+                job, context, dataset, columns, split=(split.marker, written[0])
+            )
             if chunked is None:
                 raise RuntimeError("a split export's marker was not taken as chunked")
             return chunked
@@ -217,13 +218,18 @@ class Exporter:
         context: JobContext,
         dataset: Dataset[Any],
         columns: Sequence[Column],
-        marker: dict[str, Any] | None = None,
+        *,
+        split: tuple[dict[str, Any], WrittenFile] | None = None,
     ) -> ExportResult | None:
         """The export's chunks (service/exports/chunked.py) waited for and composed, or None
-        when it is not split. `marker`: the split just saved, newer than `job.checkpoint`."""
+        when it is not split. `split`: the split this attempt just made (newer than
+        `job.checkpoint`) and its closed head."""
         if self._chunked is None or not eligible(job):
             return None
         try:
+            marker = None
+            if split is not None:
+                marker = await self._chunked.head_closed(context, *split)
             found = await self._chunked.run(job, context, marker)
         except BaseException as exc:
             if not _worth_continuing(exc, context):
