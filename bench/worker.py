@@ -4,6 +4,7 @@ request to Kafka, and its peak memory is read from /proc."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from pathlib import Path
 from typing import Any, Self
@@ -36,6 +37,14 @@ class BenchWorker:
         if self._process.process is None:
             raise RuntimeError("the worker is not running")
         return self._process.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self._process.log_path
+
+    def kill(self) -> None:
+        """`kill -9`: no shutdown, no hand-back; its leases lapse."""
+        self._process.stop(signal.SIGKILL)
 
     def peak_rss_kib(self) -> int:
         """The worker's peak resident memory so far (VmHWM)."""
