@@ -113,24 +113,6 @@ async def test_submit_export_waits_and_prints_a_download_link(
         assert (await client.get(url.group(1))).status_code == httpx.codes.OK
 
 
-async def test_submit_export_wait_shows_the_running_jobs_eta(
-    ferry: RunningFerry, e2e_env: dict[str, str], e2e_db: Database, tmp_path: Path
-) -> None:
-    project = f"eta{uuid.uuid4().hex[:6]}"
-    end = utcnow()
-    # Enough rows that the export runs for seconds and reports its progress several times.
-    await load_messages(e2e_db, demo_messages(project, 30_000, end=end, span=timedelta(days=1)))
-    result = run_cli(
-        e2e_env, tmp_path, "submit", "export", "--project", project,
-        "--start", rfc3339(end - timedelta(days=1)), "--end", rfc3339(end + timedelta(seconds=1)),
-        "--wait",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    eta = re.search(r"processing: [\d.]+%, \d+ rows, ETA \d\d:\d\d:\d\dZ \(in ", result.stdout)
-    assert eta is not None, result.stdout
-    assert "Completed:" in result.stdout
-
-
 def test_submit_export_wait_exits_1_on_a_failed_job(
     ferry: RunningFerry, e2e_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -120,6 +120,8 @@ async def test_a_large_export_streams_in_parts_and_records_progress(
     assert progress is not None
     assert progress.progress.rows_processed == 2500
     assert progress.progress.percent is not None
+    # The worker's own rate gives an ETA; the CLI's side is tests/integration/test_cli_follow.py.
+    assert progress.progress.eta is not None
 
 
 async def test_an_export_that_lost_its_lease_publishes_no_file(
