@@ -129,6 +129,7 @@ async def run_worker(
         batch_size=settings.worker.batch_size,
         part_size=settings.s3.part_size_bytes,
         escape_formulas=settings.files.escape_formulas,
+        max_rows_per_second=settings.export.max_rows_per_second,
         max_files=settings.export.max_files,
         chunked=chunked,
     )

@@ -138,6 +138,13 @@ class ExportSettings(BaseModel):
         description="Chunks of one job one worker exports at once, so that one project's giant "
         "export does not take every worker's chunk capacity.",
     )
+    max_rows_per_second: float = Field(
+        0.0,
+        ge=0,
+        description="Each export (and each chunk) reads at most this many rows a second from "
+        "the application's database, on average, so that exports do not crowd out the "
+        "platform's own traffic. 0: as fast as the database serves them.",
+    )
 
 
 class ImportSettings(BaseModel):

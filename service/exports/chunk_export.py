@@ -61,6 +61,7 @@ class ChunkExport:
         batch_size: int,
         part_size: int,
         escape_formulas: bool,
+        max_rows_per_second: float = 0.0,
     ) -> None:
         self._db = database
         self._store = store
@@ -68,6 +69,7 @@ class ChunkExport:
         self._batch_size = batch_size
         self._part_size = part_size
         self._escape_formulas = escape_formulas
+        self._rows_per_second = max_rows_per_second
 
     async def discard(self, key: str) -> None:
         await self._store.delete(key)
@@ -132,7 +134,12 @@ class ChunkExport:
         ]
         query = {"$and": [clause for clause in clauses if clause]}
         batches = decoded_batches(
-            self._db[dataset.collection], dataset, columns, query, batch_size=self._batch_size
+            self._db[dataset.collection],
+            dataset,
+            columns,
+            query,
+            batch_size=self._batch_size,
+            rows_per_second=self._rows_per_second,
         )
         try:
             async with contextlib.aclosing(batches):

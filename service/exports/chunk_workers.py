@@ -248,6 +248,7 @@ def chunking(
         batch_size=settings.worker.batch_size,
         part_size=settings.s3.part_size_bytes,
         escape_formulas=settings.files.escape_formulas,
+        max_rows_per_second=settings.export.max_rows_per_second,
     )
     pool = ChunkWorkers(
         ledger,

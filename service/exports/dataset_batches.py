@@ -24,6 +24,7 @@ from service.exports.arrow_batches import RowBatch
 from service.exports.batch_decoder import BatchDecoder
 from service.exports.checkpoints import sort_fields
 from service.exports.raw_cursor import RawBatchCursor, prefetched_raw_batches
+from service.exports.read_pace import ReadPace
 
 
 async def decoded_batches(
@@ -33,7 +34,9 @@ async def decoded_batches(
     query: Mapping[str, Any],
     *,
     batch_size: int,
+    rows_per_second: float = 0.0,
 ) -> AsyncGenerator[RowBatch]:
+    """`rows_per_second`: read at most this many rows a second on average (0: no limit)."""
     fields = sort_fields(dataset.sort)
     projection = dict.fromkeys((*(column.field for column in columns), *fields), 1)
     cursor = (
@@ -43,9 +46,12 @@ async def decoded_batches(
     )
     codec: CodecOptions[dict[str, Any]] = collection.codec_options
     decoder = BatchDecoder(columns, dataset.record_model, fields, codec)
+    pace = ReadPace(rows_per_second)
     try:
         async with contextlib.aclosing(prefetched_raw_batches(cursor)) as raw_batches:
             async for raw in raw_batches:
-                yield await asyncio.to_thread(decoder.decode, raw)
+                batch = await asyncio.to_thread(decoder.decode, raw)
+                yield batch
+                await pace.after(batch.row_count)
     finally:
         await cursor.close()

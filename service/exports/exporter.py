@@ -69,6 +69,7 @@ class Exporter:
         batch_size: int,
         part_size: int,
         escape_formulas: bool,
+        max_rows_per_second: float = 0.0,
         max_files: int = 10_000,
         chunked: ChunkedExport | None = None,
     ) -> None:
@@ -78,6 +79,7 @@ class Exporter:
         self._batch_size = batch_size
         self._part_size = part_size
         self._escape_formulas = escape_formulas
+        self._rows_per_second = max_rows_per_second
         self._max_files = max_files
         self._chunked = chunked
 
@@ -171,7 +173,12 @@ class Exporter:
         whole = dataset.query(job.project_id, filters)
         columns = dataset.select_columns(job.columns)
         batches = decoded_batches(
-            self._db[dataset.collection], dataset, columns, query, batch_size=self._batch_size
+            self._db[dataset.collection],
+            dataset,
+            columns,
+            query,
+            batch_size=self._batch_size,
+            rows_per_second=self._rows_per_second,
         )
         async with contextlib.aclosing(batches):
             async for batch in batches:

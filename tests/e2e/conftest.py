@@ -20,17 +20,23 @@ from tests.support.infra import Infra, drop_test_database, isolated
 FINISHED = {"completed", "failed", "expired", "cancelled"}
 
 
+EXPORT_ROWS_PER_SECOND = 2000
+
+
 @pytest.fixture(scope="session")
 def e2e_env(infra: Infra) -> dict[str, str]:
     # Its own database and topics: these workers run for the whole session.
     # A low row limit, so that FILE_TOO_LARGE is reached with a small file. A rate limit high
     # enough never to throttle the tests' polling or the fuzzer (test_rate_limit.py lowers it).
+    # Exports read at most EXPORT_ROWS_PER_SECOND, so that one of a few thousand rows runs for
+    # seconds on any machine: the tests that read or cancel a running export need it running.
     return {
         **isolated(infra.env),
         "FERRY_KAFKA__MAX_EVENT_BYTES": "65536",
         "FERRY_IMPORTS__MAX_ROWS": "500",
         "FERRY_API__RATE_LIMIT_PER_SECOND": "10000",
         "FERRY_API__RATE_LIMIT_BURST": "10000",
+        "FERRY_EXPORT__MAX_ROWS_PER_SECOND": str(EXPORT_ROWS_PER_SECOND),
     }
 
 

@@ -131,7 +131,7 @@ async def test_status_events_come_in_order_with_strictly_increasing_versions(
     project = f"evt{uuid.uuid4().hex[:6]}"
     end = utcnow()
     # Enough rows that the export reports progress (every 0.2 s here) before it ends.
-    await load_messages(e2e_db, demo_messages(project, 20_000, end=end, span=timedelta(days=1)))
+    await load_messages(e2e_db, demo_messages(project, 6_000, end=end, span=timedelta(days=1)))
     job_id = str(uuid.uuid4())
     filters = {"start_time": (end - timedelta(days=1)).isoformat(), "end_time": end.isoformat()}
     await publish(

@@ -146,7 +146,7 @@ async def test_both_official_sdks_read_every_job_in_every_state(
     project = Project(e2e_settings, http, name, headers["Authorization"].removeprefix("Bearer "))
     store = ObjectStore(e2e_settings.s3)
     end = utcnow()
-    await load_messages(e2e_db, demo_messages(name, 30_000, end=end, span=timedelta(days=1)))
+    await load_messages(e2e_db, demo_messages(name, 10_000, end=end, span=timedelta(days=1)))
 
     finished = {
         "completed": [
