@@ -104,21 +104,6 @@ def after_filter(sort: SortKey, after: Mapping[str, Any]) -> dict[str, Any]:
     return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
-def through_filter(sort: SortKey, upper: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The rows at or before `upper` in `sort` order (everything when None): for a sort (a, b),
-    `a < A or (a == A and b <= B)`. With `after_filter` it bounds a chunk's range."""
-    if not upper:
-        return {}
-    clauses: list[dict[str, Any]] = []
-    last = len(sort) - 1
-    for index, (field, direction) in enumerate(sort):
-        clause: dict[str, Any] = {name: upper[name] for name, _ in sort[:index]}
-        operator = "$lt" if direction >= 0 else "$gt"
-        clause[field] = {operator + ("e" if index == last else ""): upper[field]}
-        clauses.append(clause)
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
-
-
 def parts_match(stored: Mapping[int, str], expected: Sequence[StoredPart]) -> bool:
     """Whether the object store still has exactly the parts a checkpoint names (more parts are
     fine: a part uploaded after the checkpoint is overwritten by the next attempt)."""

@@ -21,10 +21,11 @@ from service.datasets import get_dataset
 from service.exports import files
 from service.exports.arrow_batches import RowBatch
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
-from service.exports.checkpoints import after_filter, key_of, sort_fields, through_filter
+from service.exports.checkpoints import key_of, sort_fields
 from service.exports.chunk_ledger import Chunk, ChunkLease, ChunkLedger
 from service.exports.dataset_batches import decoded_batches
 from service.exports.file_parts import FileLimits, FileSequence, Resumable
+from service.exports.key_ranges import key_range_queries
 from service.exports.resume import verified_checkpoint
 from service.jobs.model import Job
 from service.observability.metrics import ROWS
@@ -127,17 +128,14 @@ class ChunkExport:
             ),
         )
         lower = start.after if start is not None and start.after else chunk.lower
-        clauses = [
-            dataset.query(job.project_id, filters),
-            after_filter(dataset.sort, lower or {}),
-            through_filter(dataset.sort, chunk.upper),
-        ]
-        query = {"$and": [clause for clause in clauses if clause]}
+        queries = key_range_queries(
+            dataset.query(job.project_id, filters), dataset.sort, lower=lower, upper=chunk.upper
+        )
         batches = decoded_batches(
             self._db[dataset.collection],
             dataset,
             columns,
-            query,
+            queries,
             batch_size=self._batch_size,
             rows_per_second=self._rows_per_second,
         )

@@ -31,27 +31,30 @@ async def decoded_batches(
     collection: AsyncCollection[dict[str, Any]],
     dataset: Dataset[Any],
     columns: Sequence[Column],
-    query: Mapping[str, Any],
+    queries: Sequence[Mapping[str, Any]],
     *,
     batch_size: int,
     rows_per_second: float = 0.0,
 ) -> AsyncGenerator[RowBatch]:
-    """`rows_per_second`: read at most this many rows a second on average (0: no limit)."""
+    """The rows of `queries`, read one after the other (key_ranges.py: a range of the sort key
+    as flat queries in sort order). `rows_per_second`: at most this many on average (0: no
+    limit)."""
     fields = sort_fields(dataset.sort)
     projection = dict.fromkeys((*(column.field for column in columns), *fields), 1)
-    cursor = (
-        RawBatchCursor(collection, dict(query), projection)
-        .sort(list(dataset.sort))
-        .batch_size(batch_size)
-    )
     codec: CodecOptions[dict[str, Any]] = collection.codec_options
     decoder = BatchDecoder(columns, dataset.record_model, fields, codec)
     pace = ReadPace(rows_per_second)
-    try:
-        async with contextlib.aclosing(prefetched_raw_batches(cursor)) as raw_batches:
-            async for raw in raw_batches:
-                batch = await asyncio.to_thread(decoder.decode, raw)
-                yield batch
-                await pace.after(batch.row_count)
-    finally:
-        await cursor.close()
+    for query in queries:
+        cursor = (
+            RawBatchCursor(collection, dict(query), projection)
+            .sort(list(dataset.sort))
+            .batch_size(batch_size)
+        )
+        try:
+            async with contextlib.aclosing(prefetched_raw_batches(cursor)) as raw_batches:
+                async for raw in raw_batches:
+                    batch = await asyncio.to_thread(decoder.decode, raw)
+                    yield batch
+                    await pace.after(batch.row_count)
+        finally:
+            await cursor.close()

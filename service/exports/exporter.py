@@ -31,10 +31,11 @@ from service.datasets.base import Column, Dataset
 from service.errors import LeaseLostError
 from service.exports import files
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
-from service.exports.checkpoints import Checkpoint, after_filter, key_of, sort_fields
+from service.exports.checkpoints import Checkpoint, key_of, sort_fields
 from service.exports.chunked import ChunkedExport, eligible
 from service.exports.dataset_batches import decoded_batches
 from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
+from service.exports.key_ranges import key_range_queries
 from service.exports.manifest import build_manifest, encode_manifest
 from service.exports.parquet_writer import ParquetEncoder
 from service.exports.resume import abort_stale_upload, usable_checkpoint
@@ -133,12 +134,14 @@ class Exporter:
             _resumed(job, context, dataset, start)
         # A one-file export whose file was closed has nothing left to read.
         finished = start is not None and not limits.split and bool(start.files)
-        query = dataset.query(job.project_id, filters)
-        if start is not None and start.after:
-            query = {"$and": [query, after_filter(dataset.sort, start.after)]}
+        queries = key_range_queries(
+            dataset.query(job.project_id, filters),
+            dataset.sort,
+            lower=start.after if start is not None and start.after else None,
+        )
         try:
             if not finished:
-                await self._write_rows(job, context, dataset, query, output=output, split=split)
+                await self._write_rows(job, context, dataset, queries, output=output, split=split)
             # Files become visible on close: make sure no other attempt has taken over.
             await context.confirm_lease()
             written = await output.close()
@@ -161,14 +164,14 @@ class Exporter:
         job: Job,
         context: JobContext,
         dataset: Dataset[Any],
-        query: dict[str, Any],
+        queries: list[dict[str, Any]],
         *,
         output: FileSequence,
         split: _Split,
     ) -> None:
-        """The rows of `query` into `output`, reporting progress; once the export has passed
-        the chunk threshold, the rows left become chunks (their marker goes into `split`) and
-        this stops at the key reached."""
+        """The rows of `queries` (read in turn) into `output`, reporting progress; once the
+        export has passed the chunk threshold, the rows left become chunks (their marker goes
+        into `split`) and this stops at the key reached."""
         filters = dataset.parse_filters(job.filters)
         whole = dataset.query(job.project_id, filters)
         columns = dataset.select_columns(job.columns)
@@ -176,7 +179,7 @@ class Exporter:
             self._db[dataset.collection],
             dataset,
             columns,
-            query,
+            queries,
             batch_size=self._batch_size,
             rows_per_second=self._rows_per_second,
         )
