@@ -16,9 +16,9 @@ object store server kept busy over the run: a worker far below one core waits on
 The database alone: the export's query drained as raw batches (nothing decoded) by one cursor,
 and by two at once over the two halves of the time range.
 
-Kill: two fresh workers export the 10*N rows; once the rows they processed (each worker's
-`ferry_rows_processed` counter on its /metrics) pass 70%, a worker holding a chunk (the job's
-own worker only if no other holds one) gets `kill -9` and a replacement starts. The chunk's
+Kill: two fresh workers export the 10*N rows; each time the rows they processed (each worker's
+`ferry_rows_processed` counter on its /metrics) pass 40% and 70%, a worker holding a chunk (the
+job's own worker only if no other holds one) gets `kill -9` and a replacement starts. The chunk's
 lease lapses (FERRY_WORKER__LEASE_SECONDS, 10 here) and a worker continues it from the chunk's
 checkpoint. Re-read, counted twice: the chunk's view (rows the victim had processed in it, from
 its counter read just before the kill less the rows its log says it wrote elsewhere, minus the
@@ -27,16 +27,21 @@ job's (rows every worker processed minus rows exported). Both count rows written
 encoder: a batch fetched ahead and not written (the victim's, and the one the head stops
 before when it splits) is read from the database too and is not in them. Then the composed
 file is downloaded and checked: every id once and in the dataset's order (created_at, _id), the
-job's SHA-256, no chunk object and no open upload left. PASS or FAIL; FAIL exits 1.
+job's SHA-256, no chunk object and no open upload left, and the job's re-read no more than one
+chunk (N rows) per kill.
+
+Split output: the 10*N rows as gzipped CSV files of N rows each (max_rows_per_file; such
+exports are not chunked), each file read back: a header in each, every id once and in order
+across them, and each file's rows, bytes and SHA-256 as the manifest lists them.
+
+Any check failed prints FAIL and exits 1.
 
 What to expect on the embedded stack: its database is a single-threaded Python server that
 drains ~10,000 rows a second however many cursors read it, so two workers cannot beat one here
 (a ratio about 1, or below); the figures that matter here are the re-read after a kill and the
-check of the file. Worse, it plans a chunk's query (`{"$and": [filter, after key, through
-key]}`) as a scan and sort of the whole collection before the first row (measured: ~4 s for a
-5,000-row range of 50,000 documents, against ~0.6 s for the same range as one flat filter), so
-each chunk costs about a full drain and the chunked export runs several times slower than the
-drain; at the default N (1,000,000 rows) expect each run to take many minutes.
+check of the file. A chunk's range is read as flat queries in turn
+(service/exports/key_ranges.py): as one `$and` of the filter and its bounds this database filtered
+the whole collection before a chunk's first row.
 
 A chunk checkpoints once per stored part (FERRY_S3__PART_SIZE_BYTES, 5 MiB here, the least S3
 allows). These rows take ~150 bytes as CSV and ~17 gzipped, so a chunk smaller than a part
@@ -92,7 +97,7 @@ from tests.support.infra import isolated  # noqa: E402
 
 END = datetime(2025, 12, 1, tzinfo=UTC)
 SPAN = timedelta(days=30)
-KILL_AT = 0.7
+KILLS_AT = (0.4, 0.7)  # shares of the rows processed at which a worker is killed
 BATCH = 2000  # FERRY_WORKER__BATCH_SIZE's default: the drains read the same batches
 PART_SIZE = 5 * 1024 * 1024
 FORMATS = {"csv": "none", "csv+gzip": "gzip"}
@@ -454,20 +459,34 @@ async def verify(settings: Settings, job: Job, expected: list[str]) -> Verificat
 
 
 @dataclass(frozen=True)
+class Cut:
+    """One `kill -9` of the kill run."""
+
+    at: float  # share of the rows processed when the victim was chosen
+    ledger_percent: float | None
+    victim_owned_job: bool
+    chunk: Chunk
+    victim_from: int  # rows of the chunk its checkpoint held when the victim started it
+    victim_in_chunk: int  # rows the victim had processed of the chunk
+    checkpoint_rows: int  # rows its checkpoint held after the kill: where the next holder started
+    chunk_rows: int | None  # the chunk's rows once done
+    taken_over: str  # by whom, and whether from its checkpoint
+    cut: bool  # False: the victim finished the chunk before it died
+
+    @property
+    def re_read(self) -> int:
+        """The chunk's view: rows the victim processed past the checkpoint the next holder
+        continued from."""
+        return self.victim_from + self.victim_in_chunk - self.checkpoint_rows
+
+
+@dataclass(frozen=True)
 class Kill:
     """What the kill run measured."""
 
     name: str
     seconds: float
-    at: float  # share of the rows processed when the victim was chosen
-    ledger_percent: float | None
-    victim_owned_job: bool
-    chunk: Chunk
-    victim_in_chunk: int  # rows the victim had processed of the killed chunk
-    checkpoint_rows: int  # rows its checkpoint held: where the next holder started
-    chunk_rows: int | None  # the chunk's rows once done
-    taken_over: str  # by whom, and whether from its checkpoint
-    cut: bool  # False: the victim finished the chunk before it died
+    cuts: list[Cut]
     processed: int  # every worker's rows processed
     exported: int
     verification: Verification = field(repr=False)
@@ -475,6 +494,113 @@ class Kill:
     @property
     def re_read(self) -> int:
         return self.processed - self.exported
+
+
+def own_intake(env: dict[str, str], run: str) -> dict[str, str]:
+    """A requests topic and an intake group of the run's own: on the embedded broker a group
+    whose members all left (an earlier run's workers) was seen to keep new members waiting in
+    JoinGroup for over ten minutes."""
+    return {
+        **env,
+        "FERRY_KAFKA__REQUESTS_TOPIC": f"{env['FERRY_KAFKA__REQUESTS_TOPIC']}.{run}",
+        "FERRY_KAFKA__INTAKE_GROUP": f"{env['FERRY_KAFKA__INTAKE_GROUP']}-{run}",
+    }
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """The split-output run: files and manifest against the rows."""
+
+    seconds: float
+    files: int
+    rows: int
+    expected: int
+    in_order: bool  # every file's ids, in part order, are exactly the expected ones
+    headers: bool  # every file starts with the CSV header
+    manifest_matches: bool  # every file's rows, bytes and SHA-256 as the manifest says
+    manifest_total: int
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.in_order
+            and self.headers
+            and self.manifest_matches
+            and self.rows == self.expected == self.manifest_total
+        )
+
+
+async def split_run(
+    settings: Settings,
+    *,
+    env: dict[str, str],
+    workdir: Path,
+    job_rows: int,
+    rows_per_file: int,
+    filters: dict[str, str],
+) -> SplitCheck:
+    """The 10*N rows as gzipped CSV files of `rows_per_file` rows (one worker: split output is
+    not chunked), each file read back and held against the manifest."""
+    project = f"chunked{job_rows}"
+    env = own_intake(env, "split")
+    settings = settings_from_env(env)
+    await provision(settings)
+    client = connect(settings.mongo, app_name="bench-split")
+    expected = await expected_ids(client[settings.mongo.database], project, filters)
+    await client.close()
+    async with Pool(settings, env, workdir) as pool:
+        worker = await pool.start()
+        request = export_request(
+            project_id=project,
+            job_id=str(uuid.uuid4()),
+            filters=filters,
+            compression="gzip",
+            max_rows_per_file=rows_per_file,
+        )
+        job, seconds = await worker.bench.run(request)
+    result = job.result
+    if not isinstance(result, ExportResult) or result.manifest_key is None:
+        raise SystemExit(f"the split export has no manifest: {result}")
+    store = ObjectStore(settings.s3)
+    manifest = json.loads(await store.read(result.manifest_key))
+    listed = {entry["part"]: entry for entry in manifest["files"]}
+    ids: list[str] = []
+    headers = matches = True
+    for file in sorted(result.files, key=lambda file: file.part or 0):
+        stored = await store.read(file.key)
+        text = gzip.decompress(stored)
+        headers = headers and text.startswith(b"id,")
+        of_file = list(exported_ids(_Chunks(iter([stored])), compressed=True))
+        ids += of_file
+        entry = listed.get(file.part, {})
+        matches = matches and (
+            entry.get("rows"),
+            entry.get("size_bytes"),
+            entry.get("sha256"),
+        ) == (len(of_file), len(stored), hashlib.sha256(stored).hexdigest())
+    return SplitCheck(
+        seconds=seconds,
+        files=len(result.files),
+        rows=len(ids),
+        expected=len(expected),
+        in_order=ids == expected,
+        headers=headers,
+        manifest_matches=matches and len(listed) == len(result.files),
+        manifest_total=int(manifest["total_rows"]),
+    )
+
+
+def report_split(check: SplitCheck, rows_per_file: int) -> bool:
+    print(f"\nsplit run (csv+gzip, max_rows_per_file {rows_per_file}, 1 worker)")
+    print(f"  job start to completion    {check.seconds:8.1f} s")
+    print(
+        f"  {check.files} files, {check.rows} rows of {check.expected} (manifest: "
+        f"{check.manifest_total}); every id once and in order: {check.in_order}; a header in "
+        f"every file: {check.headers}; rows, bytes and SHA-256 as the manifest says: "
+        f"{check.manifest_matches}"
+    )
+    print(f"  verification               {'PASS' if check.passed else 'FAIL'}")
+    return check.passed
 
 
 def written_elsewhere(worker: Worker, job_id: str) -> int:
@@ -485,17 +611,23 @@ def written_elsewhere(worker: Worker, job_id: str) -> int:
 
 
 async def victim_at(
-    pool: Pool, database: Database, job_id: str, threshold: float, job: asyncio.Task[Any]
+    pool: Pool,
+    database: Database,
+    job_id: str,
+    threshold: float,
+    job: asyncio.Task[Any],
+    *,
+    killed_rows: int,
 ) -> tuple[Worker, Chunk, int, bool]:
     """Once the workers processed `threshold` rows: a worker mid-way through a chunk (at least
     a batch in, and a batch short of its estimated end, so that the kill does cut a chunk) and
     not the job's own worker unless no other is; its chunk, the rows processed, and whether it
-    holds the job too."""
+    holds the job too. `killed_rows`: rows the workers killed before had processed."""
     chunks, ledger = ChunkLedger(database), Ledger(database, event_source="/bench")
     report = time.monotonic() + 30
     while not job.done():
         counts = {worker.bench.pid: await worker.rows_processed(pool.http) for worker in pool.live}
-        processed = sum(counts.values())
+        processed = killed_rows + sum(counts.values())
         if time.monotonic() > report:  # a stall shows, instead of a silent wait
             states = Counter(chunk.state for chunk in await chunks.of_job(job_id))
             print(
@@ -528,7 +660,9 @@ async def victim_at(
                 return worker, chunk, processed, chunk.holder == owner
         await asyncio.sleep(0.1)
     await job
-    raise SystemExit("the export completed before a chunk could be cut at 70%: use more --rows")
+    raise SystemExit(
+        f"the export completed before a chunk could be cut at {threshold:.0f} rows: use more --rows"
+    )
 
 
 async def kill_run(
@@ -541,14 +675,7 @@ async def kill_run(
     filters: dict[str, str],
 ) -> Kill:
     project = f"chunked{job_rows}"
-    # A topic and an intake group of its own: on the embedded broker a group whose members
-    # all left (the throughput runs' workers) was seen to keep new members waiting in
-    # JoinGroup for over ten minutes.
-    env = {
-        **env,
-        "FERRY_KAFKA__REQUESTS_TOPIC": env["FERRY_KAFKA__REQUESTS_TOPIC"] + ".kill",
-        "FERRY_KAFKA__INTAKE_GROUP": env["FERRY_KAFKA__INTAKE_GROUP"] + "-kill",
-    }
+    env = own_intake(env, "kill")
     settings = settings_from_env(env)
     await provision(settings)
     client = connect(settings.mongo, app_name="bench-kill")
@@ -562,50 +689,48 @@ async def kill_run(
             project_id=project, job_id=job_id, filters=filters, compression=FORMATS[name]
         )
         running = asyncio.create_task(owner.bench.run(request))
-        victim, chunk, processed, owned = await victim_at(
-            pool, database, job_id, KILL_AT * job_rows, running
-        )
-        found = await Ledger(database, event_source="/bench").get(job_id)
-        percent = found.progress.percent if found is not None else None
-        victim_rows = await victim.rows_processed(pool.http)  # read just before the kill
-        victim_pid = victim.bench.pid
-        pool.kill(victim)
-        print(
-            f"  killed pid {victim_pid} at {processed / job_rows:.0%} of the rows (ledger: "
-            f"{percent}%), holding chunk {chunk.index + 1}/{chunk.total}"
-            f"{' and the job' if owned else ''}",
-            flush=True,
-        )
-        # Its intake joins only once the victim's session lapses; its chunk pool runs at once.
-        replacement = await pool.start(joined=False)
-        # A write the victim sent before it died may still land: read the checkpoint after.
-        await asyncio.sleep(0.5)
-        document = await database[CHUNKS_COLLECTION].find_one({"_id": chunk.id}) or {}
-        checkpoint_rows = int((document.get("checkpoint") or {}).get("rows", 0))
+        killed_rows = 0
+        victims: list[Victim] = []
+        for share in KILLS_AT:
+            victim, chunk, processed, owned = await victim_at(
+                pool, database, job_id, share * job_rows, running, killed_rows=killed_rows
+            )
+            found = await Ledger(database, event_source="/bench").get(job_id)
+            percent = found.progress.percent if found is not None else None
+            victim_rows = await victim.rows_processed(pool.http)  # read just before the kill
+            victim_pid = victim.bench.pid
+            pool.kill(victim)
+            killed_rows += victim_rows
+            print(
+                f"  killed pid {victim_pid} at {processed / job_rows:.0%} of the rows (ledger: "
+                f"{percent}%), holding chunk {chunk.index + 1}/{chunk.total}"
+                f"{' and the job' if owned else ''}",
+                flush=True,
+            )
+            # Its intake joins only once the victim's session lapses; its chunk pool runs at
+            # once.
+            replacement = await pool.start(joined=False)
+            # A write the victim sent before it died may still land: read the checkpoint after.
+            await asyncio.sleep(0.5)
+            document = await database[CHUNKS_COLLECTION].find_one({"_id": chunk.id}) or {}
+            checkpoint_rows = int((document.get("checkpoint") or {}).get("rows", 0))
+            victims.append(
+                Victim(
+                    victim,
+                    chunk,
+                    processed,
+                    owned,
+                    percent,
+                    victim_rows,
+                    checkpoint_rows,
+                    replacement,
+                )
+            )
         job, seconds = await running
-        total_processed = victim_rows + sum(
+        total_processed = killed_rows + sum(
             [await worker.rows_processed(pool.http) for worker in pool.live]
         )
-        finished = written_elsewhere(victim, job_id)
-        # The chunk was chosen mid-way, but the victim may still have closed it before the kill.
-        cut = not [
-            event
-            for event in victim.events("export.chunk_done", job_id)
-            if event["chunk"] == chunk.index
-        ]
-        # Who took the chunk over after the kill, and whether from a checkpoint.
-        takers = [
-            (worker, event)
-            for worker in pool.live
-            for event in worker.events("export.chunk_started", job_id)
-            if event["chunk"] == chunk.index and event["attempt"] > chunk.attempt
-        ]
-        done = [
-            event["rows"]
-            for worker in pool.workers
-            for event in worker.events("export.chunk_done", job_id)
-            if event["chunk"] == chunk.index
-        ]
+        cuts = [cut_of(pool, job_id, job_rows, victim) for victim in victims]
         verification = await verify(settings, job, expected)
     await client.close()
     if not isinstance(job.result, ExportResult):
@@ -613,52 +738,109 @@ async def kill_run(
     return Kill(
         name=name,
         seconds=seconds,
-        at=processed / job_rows,
-        ledger_percent=percent,
-        victim_owned_job=owned,
-        chunk=chunk,
-        victim_in_chunk=victim_rows - finished,
-        checkpoint_rows=checkpoint_rows,
-        chunk_rows=done[-1] if done else None,
-        cut=cut,
-        taken_over=(
-            "nobody"
-            if not takers
-            else ("resumed from its checkpoint" if takers[0][1]["resumed"] else "restarted")
-            + f" by {'the replacement' if takers[0][0] is replacement else 'the survivor'}"
-        ),
+        cuts=cuts,
         processed=total_processed,
         exported=job.result.row_count,
         verification=verification,
     )
 
 
-def report_kill(kill: Kill, job_rows: int) -> None:
+@dataclass(frozen=True)
+class Victim:
+    """A worker killed mid-chunk, and what was read at the kill."""
+
+    worker: Worker
+    chunk: Chunk
+    processed: int  # every worker's rows processed when it was chosen
+    owned: bool  # it held the job too
+    percent: float | None  # the ledger's progress then
+    rows: int  # its own rows processed, read just before the kill
+    checkpoint_rows: int  # the chunk's checkpoint just after
+    replacement: Worker
+
+
+def cut_of(pool: Pool, job_id: str, job_rows: int, killed: Victim) -> Cut:
+    """What one kill cost, read from the workers' logs once the job is done."""
+    victim, chunk = killed.worker, killed.chunk
+    finished = written_elsewhere(victim, job_id)
+    # The chunk was chosen mid-way, but the victim may still have closed it before the kill.
+    cut = not [
+        event
+        for event in victim.events("export.chunk_done", job_id)
+        if event["chunk"] == chunk.index
+    ]
+    started = [
+        event
+        for event in victim.events("export.chunk_started", job_id)
+        if event["chunk"] == chunk.index
+    ]
+    # Who took the chunk over after the kill, and whether from a checkpoint.
+    takers = [
+        (worker, event)
+        for worker in pool.workers
+        if worker is not victim
+        for event in worker.events("export.chunk_started", job_id)
+        if event["chunk"] == chunk.index and event["attempt"] > chunk.attempt
+    ]
+    done = [
+        event["rows"]
+        for worker in pool.workers
+        for event in worker.events("export.chunk_done", job_id)
+        if event["chunk"] == chunk.index
+    ]
+    return Cut(
+        at=killed.processed / job_rows,
+        ledger_percent=killed.percent,
+        victim_owned_job=killed.owned,
+        chunk=chunk,
+        victim_from=int(started[-1].get("from_rows", 0)) if started else 0,
+        victim_in_chunk=killed.rows - finished,
+        checkpoint_rows=killed.checkpoint_rows,
+        chunk_rows=done[-1] if done else None,
+        cut=cut,
+        taken_over=(
+            "nobody"
+            if not takers
+            else ("resumed from its checkpoint" if takers[0][1]["resumed"] else "restarted")
+            + f" by {'its replacement' if takers[0][0] is killed.replacement else 'another worker'}"
+        ),
+    )
+
+
+def report_kill(kill: Kill, job_rows: int, chunk_rows: int) -> bool:
+    """Print the kill run; whether it passed: the file checks out and the re-read is at most
+    one chunk per kill."""
     check = kill.verification
-    chunk_view = kill.victim_in_chunk - kill.checkpoint_rows
-    print(f"\nkill run ({kill.name}, 2 workers, kill -9 of one, a replacement started)")
+    print(
+        f"\nkill run ({kill.name}, 2 workers, {len(kill.cuts)} kill -9s, a replacement started "
+        "after each)"
+    )
     print(f"  job start to completion    {kill.seconds:8.1f} s  (the lease lapses in 10 s)")
-    print(
-        f"  killed at                  {kill.at:8.0%} of the rows processed (the ledger showed "
-        f"{kill.ledger_percent}%: it counts checkpointed rows only)"
-        + (" and the job's own worker" if kill.victim_owned_job else "")
-    )
-    print(
-        f"  killed chunk               {kill.chunk.index + 1}/{kill.chunk.total}, "
-        f"{kill.chunk_rows} rows, {kill.taken_over}"
-    )
-    print(f"  victim had processed       {kill.victim_in_chunk:8d} rows of it")
-    print(
-        f"  its checkpoint held        {kill.checkpoint_rows:8d} rows "
-        f"(parts of {PART_SIZE >> 20} MiB stored)"
-    )
-    if kill.cut:
-        print(f"  re-read, the chunk's view  {chunk_view:8d} rows")
-    else:
-        print("  re-read, the chunk's view       n/a  (the victim finished the chunk just before)")
+    for number, cut in enumerate(kill.cuts, 1):
+        print(
+            f"  kill {number}: at {cut.at:.0%} of the rows processed (the ledger showed "
+            f"{cut.ledger_percent}%: it counts checkpointed rows only)"
+            + (", the job's own worker" if cut.victim_owned_job else "")
+        )
+        print(
+            f"    chunk {cut.chunk.index + 1}/{cut.chunk.total}, {cut.chunk_rows} rows, "
+            f"{cut.taken_over}"
+        )
+        print(
+            f"    the victim had processed {cut.victim_in_chunk} rows of it from row "
+            f"{cut.victim_from}; its checkpoint then held {cut.checkpoint_rows} (parts of "
+            f"{PART_SIZE >> 20} MiB stored)"
+        )
+        if cut.cut:
+            print(f"    re-read, the chunk's view  {cut.re_read:8d} rows")
+        else:
+            print("    re-read, the chunk's view       n/a  (the victim finished it just before)")
+    bound = len(kill.cuts) * chunk_rows
+    within = kill.re_read <= bound
     print(
         f"  re-read, the job's view    {kill.re_read:8d} rows  ({kill.processed} processed for "
-        f"{kill.exported} exported: {kill.re_read / job_rows:.1%} of the export)"
+        f"{kill.exported} exported: {kill.re_read / job_rows:.1%} of the export; at most "
+        f"{bound} = one chunk per kill: {'yes' if within else 'NO'})"
     )
     print(
         f"  file: {check.rows} rows of {check.expected}, {check.out_of_place} out of place, "
@@ -668,7 +850,9 @@ def report_kill(kill: Kill, job_rows: int) -> None:
     )
     for leftover in check.leftovers[:5]:
         print(f"    left over: {leftover}")
-    print(f"  verification               {'PASS' if check.passed else 'FAIL'}")
+    passed = check.passed and within
+    print(f"  verification               {'PASS' if passed else 'FAIL'}")
+    return passed
 
 
 async def main(rows: int, kill_format: str, kept: Path | None) -> int:
@@ -703,6 +887,14 @@ async def main(rows: int, kill_format: str, kept: Path | None) -> int:
         kill = await kill_run(
             settings, env=env, workdir=workdir, name=kill_format, job_rows=job_rows, filters=filters
         )
+        split = await split_run(
+            settings,
+            env=env,
+            workdir=workdir,
+            job_rows=job_rows,
+            rows_per_file=rows,
+            filters=filters,
+        )
 
         print(f"\nrows {job_rows} (10*N, N={rows}); load average after: {load_average()}")
         print(
@@ -719,8 +911,8 @@ async def main(rows: int, kill_format: str, kept: Path | None) -> int:
             f"database alone (raw batches): 1 cursor {one_cursor:.0f} rows/s, 2 cursors "
             f"{two_cursors:.0f} rows/s ({two_cursors / one_cursor:.2f}x)"
         )
-        report_kill(kill, job_rows)
-        return 0 if kill.verification.passed else 1
+        killed = report_kill(kill, job_rows, rows)
+        return 0 if report_split(split, rows) and killed else 1
 
 
 if __name__ == "__main__":

@@ -159,7 +159,11 @@ class ChunkWorkers:
             return True
 
         started = time.monotonic()
-        bound.info("export.chunk_started", resumed=chunk.checkpoint is not None)
+        bound.info(
+            "export.chunk_started",
+            resumed=chunk.checkpoint is not None,
+            from_rows=int((chunk.checkpoint or {}).get("rows", 0)),
+        )
         work = asyncio.create_task(self._export.run(job, chunk, lease, confirm=confirm, keep=keep))
         watcher = asyncio.create_task(self._watch(lease, work, ended))
         try:

@@ -117,6 +117,9 @@ def _range(condition: Any) -> dict[str, Any] | None:  # noqa: ANN401
 
 
 def _tighter(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Both ranges as one, with one bound at each end: a planner may take the first bound it
+    meets for the index scan and filter by the other, which would scan from the filter's start
+    for every chunk."""
     merged = dict(first)
     for op, value in second.items():
         if op not in merged:
@@ -125,6 +128,10 @@ def _tighter(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, A
             merged[op] = max(merged[op], value)
         else:
             merged[op] = min(merged[op], value)
+    if "$gt" in merged and "$gte" in merged:
+        del merged["$gte" if merged["$gt"] >= merged["$gte"] else "$gt"]
+    if "$lt" in merged and "$lte" in merged:
+        del merged["$lte" if merged["$lt"] <= merged["$lte"] else "$lt"]
     return merged
 
 

@@ -70,6 +70,12 @@ def test_the_queries_give_every_row_of_the_range_once_in_order(
     queries = key_range_queries(base, sort, lower=lower, upper=upper)
     assert read(rows, queries, sort) == expected
     assert all("$and" not in query and "$or" not in query for query in queries)
+    # One bound at each end of a field's range, so the index scan starts at the range.
+    for query in queries:
+        for condition in query.values():
+            if isinstance(condition, dict):
+                assert not {"$gt", "$gte"} <= condition.keys()
+                assert not {"$lt", "$lte"} <= condition.keys()
 
 
 def test_an_unbounded_range_is_the_filter_itself() -> None:
