@@ -91,19 +91,6 @@ def key_of(sort: SortKey, row: Document) -> dict[str, Any]:
     return {field: row.get(field) for field, _ in sort}
 
 
-def after_filter(sort: SortKey, after: Mapping[str, Any]) -> dict[str, Any]:
-    """The rows that come after `after` in `sort` order: for a sort (a, b) that is
-    `a > A or (a == A and b > B)` (`<` for descending fields). The same index serves it."""
-    if not after:
-        return {}
-    clauses: list[dict[str, Any]] = []
-    for index, (field, direction) in enumerate(sort):
-        clause: dict[str, Any] = {name: after[name] for name, _ in sort[:index]}
-        clause[field] = {"$gt" if direction >= 0 else "$lt": after[field]}
-        clauses.append(clause)
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
-
-
 def parts_match(stored: Mapping[int, str], expected: Sequence[StoredPart]) -> bool:
     """Whether the object store still has exactly the parts a checkpoint names (more parts are
     fine: a part uploaded after the checkpoint is overwritten by the next attempt)."""

@@ -40,6 +40,18 @@ def key_range_queries(
     return queries
 
 
+def past_leading_key(
+    query: Mapping[str, Any], sort: SortKey, after: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The rows of `query` whose leading sort field is strictly past `after`'s, as one flat
+    filter: every row after `after` but those tying with it on that field. For sampling what is
+    left of an export, where a few rows missed do not matter and an `$or` would (a scan)."""
+    field, direction = sort[0]
+    bound = {("$gt" if direction >= 0 else "$lt"): after[field]}
+    merged = _restricted(query, {field: bound})
+    return merged if merged is not None else {"$and": [dict(query), {field: bound}]}
+
+
 def key_range_segments(
     sort: SortKey, lower: Mapping[str, Any] | None, upper: Mapping[str, Any] | None
 ) -> list[dict[str, Any]]:

@@ -13,12 +13,21 @@ import pytest
 
 from service.database import Database
 from service.datasets.messages import DATASET
-from service.exports.checkpoints import after_filter
 from service.exports.key_ranges import key_range_queries
 
 pytestmark = pytest.mark.integration
 
 START = datetime(2025, 12, 1, tzinfo=UTC)
+
+
+def after(lower: dict[str, Any]) -> dict[str, Any]:
+    """Rows after `lower` in (created_at, _id) order, written as one `$or`."""
+    return {
+        "$or": [
+            {"created_at": {"$gt": lower["created_at"]}},
+            {"created_at": lower["created_at"], "_id": {"$gt": lower["_id"]}},
+        ]
+    }
 
 
 def through(upper: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +72,7 @@ async def test_flat_range_queries_read_what_the_and_form_reads(database: Databas
         upper = keys[high] if rng.random() < 0.8 else None
         reference = [
             base,
-            *([after_filter(DATASET.sort, lower)] if lower else []),
+            *([after(lower)] if lower else []),
             *([through(upper)] if upper else []),
         ]
         expected = await ids({"$and": reference})

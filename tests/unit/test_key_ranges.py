@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.exports.key_ranges import key_range_queries
+from service.exports.key_ranges import key_range_queries, past_leading_key
 
 SORT = (("a", 1), ("b", 1))
 DESCENDING = (("a", -1), ("b", 1))
@@ -89,3 +89,17 @@ def test_a_condition_it_cannot_merge_is_joined_not_dropped() -> None:
         {"$and": [base, {"a": 1, "b": {"$gt": 5}}]},
         {"$and": [base, {"a": {"$gt": 1}}]},
     ]
+
+
+@given(ROWS, st.data())
+def test_the_sampling_filter_keeps_every_row_past_the_leading_key_and_none_before(
+    rows: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    ordered = order(rows, SORT)
+    at = data.draw(st.integers(0, len(ordered) - 1))
+    after = {"a": ordered[at]["a"], "b": ordered[at]["b"]}
+    base: dict[str, Any] = {"a": {"$gte": 1, "$lt": 6}}
+    query = past_leading_key(base, SORT, after)
+    kept = [row["b"] for row in ordered if matches(row, query)]
+    assert kept == [row["b"] for row in ordered if row["a"] > after["a"] and matches(row, base)]
+    assert "$and" not in query
