@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -63,7 +64,9 @@ class ChunkExport:
         part_size: int,
         escape_formulas: bool,
         max_rows_per_second: float = 0.0,
+        progress_interval: float = 1.0,
     ) -> None:
+        """`progress_interval`: how often the rows read so far are recorded on the chunk."""
         self._db = database
         self._store = store
         self._chunks = chunks
@@ -71,6 +74,7 @@ class ChunkExport:
         self._part_size = part_size
         self._escape_formulas = escape_formulas
         self._rows_per_second = max_rows_per_second
+        self._progress_interval = progress_interval
 
     async def discard(self, key: str) -> None:
         await self._store.delete(key)
@@ -140,10 +144,16 @@ class ChunkExport:
             rows_per_second=self._rows_per_second,
         )
         try:
+            reported = time.monotonic()
             async with contextlib.aclosing(batches):
                 async for batch in batches:
                     await output.write(batch)
                     ROWS.labels(kind=job.kind, dataset=job.dataset).inc(batch.row_count)
+                    # Checkpoints come once per stored part, minutes apart for a gzipped chunk:
+                    # the job's progress also counts what is read and not yet stored.
+                    if time.monotonic() - reported >= self._progress_interval:
+                        reported = time.monotonic()
+                        await self._chunks.report_rows(lease, output.rows)
             await confirm()
             written = await output.close()
         except BaseException as exc:

@@ -60,6 +60,8 @@ class Chunk(BaseModel):
     upload_id: str | None = None
     checkpoint: dict[str, Any] | None = None
     rows: int = 0
+    # Rows its holder has read so far, stored or not: the job's progress between checkpoints.
+    rows_read: int = 0
     size_bytes: int = 0
     error_code: str | None = None
     error_message: str | None = None
@@ -185,6 +187,9 @@ class ChunkLedger:
 
     async def record_upload(self, lease: ChunkLease, upload_id: str) -> None:
         await self._set(lease, {"upload_id": upload_id})
+
+    async def report_rows(self, lease: ChunkLease, rows: int) -> None:
+        await self._set(lease, {"rows_read": rows})
 
     async def save_checkpoint(self, lease: ChunkLease, checkpoint: Mapping[str, Any]) -> None:
         await self._set(lease, {"checkpoint": dict(checkpoint)})

@@ -253,6 +253,7 @@ def chunking(
         part_size=settings.s3.part_size_bytes,
         escape_formulas=settings.files.escape_formulas,
         max_rows_per_second=settings.export.max_rows_per_second,
+        progress_interval=settings.worker.progress_interval_seconds,
     )
     pool = ChunkWorkers(
         ledger,

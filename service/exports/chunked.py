@@ -263,6 +263,7 @@ class ChunkedExport:
         """Until every chunk is done, publishing progress; raises when one failed for good."""
         first = True
         head_rows = int(head["rows"]) if head is not None else 0
+        shown = 0
         while True:
             failed = [chunk for chunk in chunks if chunk.state == FAILED]
             if failed:
@@ -271,9 +272,18 @@ class ChunkedExport:
                     failed[0].error_message or "a chunk of the export failed",
                 )
             done = sum(1 for chunk in chunks if chunk.state == DONE)
-            rows = head_rows + sum(
-                chunk.rows if chunk.state == DONE else int((chunk.checkpoint or {}).get("rows", 0))
-                for chunk in chunks
+            # A chunk's rows read so far, or its checkpoint's when a new holder has not read
+            # past it yet. Never fewer than shown before: a chunk whose worker died is read
+            # again from its checkpoint, and the job's figure waits for it to catch up.
+            rows = shown = max(
+                shown,
+                head_rows
+                + sum(
+                    chunk.rows
+                    if chunk.state == DONE
+                    else max(chunk.rows_read, int((chunk.checkpoint or {}).get("rows", 0)))
+                    for chunk in chunks
+                ),
             )
             fraction = min(0.99, rows / plan.estimated_rows) if plan.estimated_rows else None
             if first and fraction:

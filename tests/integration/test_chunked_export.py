@@ -112,6 +112,7 @@ class Stack:
             batch_size=200,
             part_size=PART,
             escape_formulas=True,
+            progress_interval=0.1,
         )
         pool = ChunkWorkers(
             self.ledger,
@@ -159,6 +160,22 @@ class FreezingChunks(ChunkLedger):
         if (checkpoint.get("open_file") or {}).get("parts"):
             self.frozen.set()
             await asyncio.Event().wait()  # until the worker is stopped
+
+
+class FreezingReads(ChunkLedger):
+    """A worker that stops right after it first records a chunk's rows read, before any part
+    of the chunk is stored: only its rows read say how far it got."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database)
+        self.frozen = asyncio.Event()
+        self.reported = 0
+
+    async def report_rows(self, lease: ChunkLease, rows: int) -> None:
+        await super().report_rows(lease, rows)
+        self.reported = rows
+        self.frozen.set()
+        await asyncio.Event().wait()  # until the worker is stopped
 
 
 async def until(check: Callable[[], Any], *, what: str, seconds: float = 180) -> Any:
@@ -322,3 +339,48 @@ async def test_chunks_of_a_job_that_ended_without_its_worker_are_removed(
         return not await stack.chunks.of_job(job.id) and await store.size(chunks[0].key) is None
 
     await until(removed, what="the orphaned chunks to be removed")
+
+
+async def test_a_chunked_jobs_progress_counts_rows_read_not_yet_stored_and_never_goes_back(
+    stack: Stack, database: Database
+) -> None:
+    project = f"p-{uuid.uuid4()}"
+    await seed(database, project, ROW_COUNT, NOTE)  # chunks of ~3.5 MB: stored only at their end
+    stack.start_runner()
+    freezing = FreezingReads(database)
+    stack.start_pool("worker-a", freezing)
+    job = new_job(project)
+    await stack.ledger.accept(job)
+    await asyncio.wait_for(freezing.frozen.wait(), timeout=180)
+    (reading,) = [c for c in await stack.chunks.of_job(job.id) if c.holder == "worker-a"]
+    assert reading.checkpoint is None  # nothing of it stored: its rows read are all there is
+    assert reading.rows_read == freezing.reported > 0
+
+    async def counted() -> Job | None:
+        found = await stack.ledger.get(job.id)
+        assert found is not None
+        assert found.checkpoint is not None
+        head = int(found.checkpoint["head"]["rows"])
+        return found if found.progress.rows_processed >= head + freezing.reported else None
+
+    await until(counted, what="the job's progress to count the chunk's rows read")
+
+    shown: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            found = await stack.ledger.get(job.id)
+            if found is not None and found.status is JobStatus.PROCESSING:
+                shown.append(found.progress.rows_processed)
+            await asyncio.sleep(0.05)
+
+    watching = asyncio.create_task(watch())
+    try:
+        await stack.stop_pool("worker-a")  # the chunk is read again from its start by b
+        stack.start_pool("worker-b")
+        done = await finished(stack, job.id)
+    finally:
+        watching.cancel()
+    assert done.progress.rows_processed == ROW_COUNT
+    assert shown
+    assert shown == sorted(shown)  # while the chunk was read again, the figure waited
