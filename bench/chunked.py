@@ -819,7 +819,7 @@ def report_kill(kill: Kill, job_rows: int, chunk_rows: int) -> bool:
     for number, cut in enumerate(kill.cuts, 1):
         print(
             f"  kill {number}: at {cut.at:.0%} of the rows processed (the ledger showed "
-            f"{cut.ledger_percent}%: it counts checkpointed rows only)"
+            f"{cut.ledger_percent}% of its estimate, saved at most once a second)"
             + (", the job's own worker" if cut.victim_owned_job else "")
         )
         print(
