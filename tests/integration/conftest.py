@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from service.clock import utcnow
 from service.database import Database
+from service.exports.chunk_ledger import CHUNKS_COLLECTION
 from service.jobs.ledger import Ledger
 from service.jobs.model import JOBS_COLLECTION, Job
 from service.jobs.slots import SLOTS_COLLECTION
 from service.jobs.status import JobStatus
+from service.storage import ObjectStore
+from tests.integration.chunk_stack import Stack
 
 FILTERS = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-07T00:00:00Z"}
+
+
+@pytest.fixture
+async def stack(database: Database, store: ObjectStore, ledger: Ledger) -> AsyncIterator[Stack]:
+    """A chunked export's runner and chunk pools (tests/integration/chunk_stack.py), stopped
+    at the end; no chunk records left from an earlier test."""
+    await database[CHUNKS_COLLECTION].delete_many({})
+    built = Stack(database, store, ledger)
+    yield built
+    await built.close()
 
 
 @pytest.fixture

@@ -10,141 +10,35 @@ import asyncio
 import gzip
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
-from service.config import WorkerSettings
 from service.database import Database
-from service.exports.chunk_export import ChunkExport
-from service.exports.chunk_ledger import CHUNKS_COLLECTION, Chunk, ChunkLease, ChunkLedger
+from service.exports.chunk_ledger import Chunk, ChunkLease, ChunkLedger
 from service.exports.chunk_plan import ChunkRange, Plan
-from service.exports.chunk_workers import ChunkWorkers
-from service.exports.chunked import ChunkedExport, ChunkSettings
-from service.exports.exporter import Exporter
-from service.jobs.ledger import Ledger
 from service.jobs.model import ExportResult, Job
-from service.jobs.runner import Runner
 from service.jobs.status import JobStatus
 from service.observability.metrics import ROWS
 from service.storage import ObjectStore
+from tests.integration.chunk_stack import Stack
 from tests.integration.conftest import new_job
 from tests.integration.test_exporter import claimed, seed
 
 pytestmark = pytest.mark.integration
 
-PART = 5 * 1024 * 1024
 ROW_COUNT = 3000
 NOTE = 5000  # ~15 MB in all: chunks of ~5 MB, so the composer both copies and buffers
-CHUNK_ROWS = 700
 # For a chunk stopped after its first stored part: rows of ~10 KB, split after 1,000 rows into
 # a head and chunks of ~1,000 rows, each ~10 MB, so a 5 MiB part is stored mid-chunk.
 WIDE_NOTE = 10_000
 WIDE_CHUNK_ROWS = 1000
 
 
-def worker_settings(**overrides: Any) -> WorkerSettings:
-    values: dict[str, Any] = {
-        "lease_seconds": 10.0,
-        "heartbeat_seconds": 1.0,
-        "poll_seconds": 0.1,
-        "cancel_check_seconds": 0.1,
-        "progress_interval_seconds": 0.1,
-        "batch_size": 200,
-    }
-    values.update(overrides)
-    return WorkerSettings(**values)
-
-
 def rows_read() -> float:
     value: float = ROWS.labels(kind="export", dataset="messages")._value.get()
     return value
-
-
-class Stack:
-    """One job runner and any number of chunk pools, each a worker of its own."""
-
-    def __init__(self, database: Database, store: ObjectStore, ledger: Ledger) -> None:
-        self.chunk_rows = CHUNK_ROWS
-        self.database = database
-        self.store = store
-        self.ledger = ledger
-        self.chunks = ChunkLedger(database)
-        self.stop = asyncio.Event()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.pools: dict[str, tuple[asyncio.Event, asyncio.Task[None], ChunkWorkers]] = {}
-
-    def exporter(self, *, chunked: bool) -> Exporter:
-        plan = ChunkedExport(
-            self.database,
-            self.store,
-            self.chunks,
-            ChunkSettings(chunk_rows=self.chunk_rows, max_chunks=8, poll_seconds=0.1),
-        )
-        return Exporter(
-            self.database,
-            self.store,
-            batch_size=200,
-            part_size=PART,
-            escape_formulas=True,
-            chunked=plan if chunked else None,
-        )
-
-    def start_runner(self) -> None:
-        runner = Runner(
-            self.ledger,
-            {"export": self.exporter(chunked=True)},
-            worker_settings(),
-            owner="job-worker",
-            retention=timedelta(days=1),
-        )
-        self.tasks.append(asyncio.create_task(runner.run(self.stop)))
-
-    def start_pool(
-        self, owner: str, chunks: ChunkLedger | None = None, **overrides: Any
-    ) -> ChunkWorkers:
-        export = ChunkExport(
-            self.database,
-            self.store,
-            chunks or self.chunks,
-            batch_size=200,
-            part_size=PART,
-            escape_formulas=True,
-            progress_interval=0.1,
-        )
-        pool = ChunkWorkers(
-            self.ledger,
-            self.chunks,
-            export,
-            worker_settings(**overrides),
-            owner=owner,
-            concurrency=1,
-            per_job=1,
-        )
-        stop = asyncio.Event()
-        self.pools[owner] = (stop, asyncio.create_task(pool.run(stop)), pool)
-        return pool
-
-    async def stop_pool(self, owner: str) -> None:
-        stop, task, _ = self.pools.pop(owner)
-        stop.set()
-        await asyncio.wait_for(task, timeout=60)
-
-    async def close(self) -> None:
-        self.stop.set()
-        for owner in list(self.pools):
-            await self.stop_pool(owner)
-        await asyncio.gather(*self.tasks)
-
-
-@pytest.fixture
-async def stack(database: Database, store: ObjectStore, ledger: Ledger) -> AsyncIterator[Stack]:
-    await database[CHUNKS_COLLECTION].delete_many({})
-    built = Stack(database, store, ledger)
-    yield built
-    await built.close()
 
 
 class FreezingChunks(ChunkLedger):

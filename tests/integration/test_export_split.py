@@ -8,33 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
 from service.database import Database
 from service.exports import files
-from service.exports.chunk_ledger import CHUNKS_COLLECTION
 from service.exports.chunked import ChunkedExport
 from service.jobs.context import JobContext
 from service.jobs.ledger import Ledger
 from service.jobs.model import ExportResult
 from service.storage import ObjectStore
+from tests.integration.chunk_stack import Stack
 from tests.integration.conftest import new_job
-from tests.integration.test_chunked_export import NOTE, ROW_COUNT, Stack, unchunked_bytes
+from tests.integration.test_chunked_export import NOTE, ROW_COUNT, unchunked_bytes
 from tests.integration.test_export_resume import next_attempt
 from tests.integration.test_exporter import claimed, seed
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def stack(database: Database, store: ObjectStore, ledger: Ledger) -> AsyncIterator[Stack]:
-    await database[CHUNKS_COLLECTION].delete_many({})
-    built = Stack(database, store, ledger)
-    yield built
-    await built.close()
 
 
 class DyingContext(JobContext):
