@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,20 +27,18 @@ from pymongo.asynchronous.database import AsyncDatabase
 from service.clock import utcnow
 from service.datasets import get_dataset
 from service.datasets.base import Column, Dataset
-from service.errors import LeaseLostError
 from service.exports import files
 from service.exports.arrow_encoders import ArrowCsvEncoder, ArrowJsonLinesEncoder, BatchEncoder
 from service.exports.checkpoints import Checkpoint, key_of, sort_fields
 from service.exports.chunked import ChunkedExport, eligible
 from service.exports.dataset_batches import decoded_batches
+from service.exports.export_end import deliver, stop_attempt, worth_continuing
 from service.exports.file_parts import FileLimits, FileSequence, Resumable, WrittenFile
 from service.exports.key_ranges import key_range_queries
-from service.exports.manifest import build_manifest, encode_manifest
 from service.exports.parquet_writer import ParquetEncoder
 from service.exports.resume import abort_stale_upload, usable_checkpoint
 from service.jobs.context import JobContext
-from service.jobs.failures import classify
-from service.jobs.model import ExportFile, ExportResult, Job
+from service.jobs.model import ExportResult, Job
 from service.observability.metrics import ROWS
 from service.storage import ObjectStore
 
@@ -146,7 +143,7 @@ class Exporter:
             await context.confirm_lease()
             written = await output.close()
         except BaseException as exc:
-            await self._stopped(job, context, output, exc)
+            await stop_attempt(self._store, job, context, output, exc)
             raise
         if split.marker is not None:
             chunked = await self._continue_chunked(
@@ -155,8 +152,15 @@ class Exporter:
             if chunked is None:
                 raise RuntimeError("a split export's marker was not taken as chunked")
             return chunked
-        return await self._deliver(
-            job, context, dataset, columns, written, data_as_of=data_as_of, limits=limits
+        return await deliver(
+            self._store,
+            job,
+            context,
+            dataset,
+            columns,
+            written,
+            data_as_of=data_as_of,
+            limits=limits,
         )
 
     async def _write_rows(
@@ -242,80 +246,22 @@ class Exporter:
                 marker = await self._chunked.head_closed(context, *split)
             found = await self._chunked.run(job, context, marker)
         except BaseException as exc:
-            if not _worth_continuing(exc, context):
+            if not worth_continuing(exc, context):
                 await asyncio.shield(self._chunked.discard(job))
             raise
         if found is None:
             return None
         written, data_as_of = found
-        return await self._deliver(
-            job, context, dataset, columns, [written], data_as_of=data_as_of, limits=FileLimits()
+        return await deliver(
+            self._store,
+            job,
+            context,
+            dataset,
+            columns,
+            [written],
+            data_as_of=data_as_of,
+            limits=FileLimits(),
         )
-
-    async def _deliver(
-        self,
-        job: Job,
-        context: JobContext,
-        dataset: Dataset[Any],
-        columns: Sequence[Column],
-        written: list[WrittenFile],
-        *,
-        data_as_of: datetime,
-        limits: FileLimits,
-    ) -> ExportResult:
-        """The manifest beside the files, then the result."""
-        manifest_key = files.manifest_key(job.project_id, job.id, split=limits.split)
-        names = [
-            files.file_name(job.id, job.format, job.compression, part=file.part) for file in written
-        ]
-        manifest = build_manifest(
-            job, dataset, columns, written, data_as_of=data_as_of, names=names
-        )
-        await context.confirm_lease()
-        await self._store.put(
-            manifest_key, encode_manifest(manifest), content_type=files.MANIFEST_CONTENT_TYPE
-        )
-        await self._remove_leftovers(job, limits, written)
-        return _result(written, manifest_key)
-
-    async def _stopped(
-        self, job: Job, context: JobContext, output: FileSequence, exc: BaseException
-    ) -> None:
-        """The attempt stops on `exc`: keep its upload for the next attempt, or discard it."""
-        stopping = time.monotonic()
-        keep = _worth_continuing(exc, context)
-        try:
-            await asyncio.shield(output.detach() if keep else self._discard(output))
-        except Exception:
-            log.warning("export.cleanup_failed", job_id=job.id, exc_info=True)
-        log.info(
-            "export.stopped",
-            job_id=job.id,
-            reason=type(exc).__name__,
-            kept_for_next_attempt=keep,
-            seconds=round(time.monotonic() - stopping, 3),
-        )
-
-    async def _discard(self, output: FileSequence) -> None:
-        """The job ends without a result: its upload is aborted and its closed files go."""
-        await output.abort()
-        for file in output.files:
-            await self._store.delete(file.key)
-
-    async def _remove_leftovers(
-        self, job: Job, limits: FileLimits, written: list[WrittenFile]
-    ) -> None:
-        """Files a dead attempt closed beyond this attempt's last one (the data may have changed
-        in between) would look like part of the export: they go."""
-        if not limits.split:
-            return
-        part = len(written) + 1
-        while True:
-            key = files.file_key(job.project_id, job.id, job.format, job.compression, part=part)
-            if await self._store.size(key) is None:
-                return
-            await self._store.delete(key)
-            part += 1
 
 
 def _resumed(job: Job, context: JobContext, dataset: Dataset[Any], start: Checkpoint) -> None:
@@ -331,42 +277,6 @@ def _resumed(job: Job, context: JobContext, dataset: Dataset[Any], start: Checkp
     fraction = dataset.estimate_progress(dataset.parse_filters(job.filters), start.after)
     if fraction is not None:
         context.resumed_from(fraction)
-
-
-def _result(written: list[WrittenFile], manifest_key: str) -> ExportResult:
-    return ExportResult(
-        object_key=written[0].key,
-        row_count=sum(file.rows for file in written),
-        file_size_bytes=sum(file.size_bytes for file in written),
-        file_sha256=written[0].sha256 if len(written) == 1 else None,
-        files=[
-            ExportFile(
-                key=file.key,
-                part=file.part,
-                rows=file.rows,
-                size_bytes=file.size_bytes,
-                sha256=file.sha256,
-            )
-            for file in written
-        ],
-        manifest_key=manifest_key,
-    )
-
-
-def _worth_continuing(exc: BaseException, context: JobContext) -> bool:
-    """Whether the attempt's upload and files stay for a later attempt to continue: yes when
-    one will come (a transient failure, a worker handing its jobs back) and when the job is no
-    longer this attempt's (its new owner may be continuing them); no when the job ends here
-    (cancelled, timed out, or failed for good)."""
-    if isinstance(exc, LeaseLostError):
-        return True
-    if isinstance(exc, asyncio.CancelledError):
-        # The runner says when it stops an attempt for good; otherwise this is a shutdown
-        # (the job is handed back) or a lost lease.
-        return not context.ends_here
-    if isinstance(exc, Exception):
-        return classify(exc).transient
-    return True
 
 
 def make_batch_encoder(
