@@ -224,14 +224,16 @@ async def run_worker(
         # The datasets' indexes: those exports read by and the unique ones imports rely on.
         await ensure_dataset_indexes(database)
         await store.ensure_bucket()
-        # Jobs need no broker: run them while the intake joins its consumer group, which takes
-        # seconds (longer while a crashed member times out). A replacement worker then picks up
-        # a dead one's jobs at once; their status events wait in the outbox for the relay.
+        # Jobs need no broker, and their status events only the producer: both run while the
+        # intake joins its consumer group, which takes seconds (longer while a crashed member
+        # times out; once, on the embedded broker, minutes). A replacement worker then picks up
+        # a dead one's jobs at once and their status events leave as they happen.
         loops["runner"] = asyncio.create_task(runner.run(stop), name="runner")
         loops["chunks"] = asyncio.create_task(chunk_workers.run(stop), name="chunks")
         loops["expiry"] = asyncio.create_task(sweeper.run(stop), name="expiry")
-        await broker.start()
+        await broker.connect()
         loops["outbox-relay"] = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
+        await broker.start()  # the intake's subscriber: the consumer group join
         loops["metrics"] = asyncio.create_task(sampler.run(stop), name="metrics")
 
     async with serving_health(settings.observability, readiness=readiness, liveness=liveness):
