@@ -35,17 +35,28 @@ async def deliver(  # noqa: PLR0917 - what a finished export is made of
     data_as_of: datetime,
     limits: FileLimits,
 ) -> ExportResult:
-    """The manifest beside the files, then the result."""
+    """The manifest beside the files, then the result. Stopped for good on the way (a cancel
+    landing after the files were closed), it removes the files and the manifest: a job that
+    ends without a result leaves none."""
     manifest_key = files.manifest_key(job.project_id, job.id, split=limits.split)
     names = [
         files.file_name(job.id, job.format, job.compression, part=file.part) for file in written
     ]
     manifest = build_manifest(job, dataset, columns, written, data_as_of=data_as_of, names=names)
-    await context.confirm_lease()
-    await store.put(
-        manifest_key, encode_manifest(manifest), content_type=files.MANIFEST_CONTENT_TYPE
-    )
-    await _remove_leftovers(store, job, limits, written)
+    try:
+        await context.confirm_lease()
+        await store.put(
+            manifest_key, encode_manifest(manifest), content_type=files.MANIFEST_CONTENT_TYPE
+        )
+        await _remove_leftovers(store, job, limits, written)
+    except BaseException as exc:
+        if not worth_continuing(exc, context):
+            keys = [*(file.key for file in written), manifest_key]
+            try:
+                await asyncio.shield(_delete(store, keys))
+            except Exception:
+                log.warning("export.cleanup_failed", job_id=job.id, exc_info=True)
+        raise
     return _result(written, manifest_key)
 
 
@@ -84,11 +95,15 @@ def worth_continuing(exc: BaseException, context: JobContext) -> bool:
     return True
 
 
+async def _delete(store: ObjectStore, keys: list[str]) -> None:
+    for key in keys:
+        await store.delete(key)
+
+
 async def _discard(store: ObjectStore, output: FileSequence) -> None:
     """The job ends without a result: its upload is aborted and its closed files go."""
     await output.abort()
-    for file in output.files:
-        await store.delete(file.key)
+    await _delete(store, [file.key for file in output.files])
 
 
 async def _remove_leftovers(

@@ -274,4 +274,9 @@ async def test_cancellation_and_expiry_under_load(
     assert keys
     assert all(job.status is JobStatus.EXPIRED for job in expired)
     assert left == []
-    assert not object_keys(scenario.settings, f"exports/{busy}/")
+    # A cancelled job leaves no file (not even one closed just before its cancel landed); a job
+    # that finished first keeps its own.
+    kept = {
+        key for job in finished_while_stopping if job.result for key in job.result.object_keys()
+    }
+    assert set(object_keys(scenario.settings, f"exports/{busy}/")) == kept

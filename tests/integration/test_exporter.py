@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import hashlib
@@ -137,3 +138,39 @@ async def test_an_export_that_lost_its_lease_publishes_no_file(
     with pytest.raises(LeaseLostError):
         await exporter(database, store, settings).run(job, context)
     assert await store.size(f"exports/{project}/{job.id}.csv") is None
+
+
+class HeldManifests(ObjectStore):
+    """The object store, holding every manifest upload until the test lets go: the moment a
+    job's files are closed and visible but the job has no result yet."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.s3)
+        self.reached = asyncio.Event()
+
+    async def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        if key.endswith(".manifest.json"):
+            self.reached.set()
+            await asyncio.Event().wait()  # until the attempt is stopped
+        await super().put(key, data, content_type=content_type)
+
+
+async def test_an_export_stopped_for_good_after_its_file_closed_leaves_no_file(
+    database: Database, settings: Settings, ledger: Ledger
+) -> None:
+    project = f"p{uuid.uuid4().hex[:8]}"
+    await seed(database, project, rows=50, note_size=10)
+    job = new_job(
+        project, filters={"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-02T00:00:00Z"}
+    )
+    context = await claimed(ledger, job)
+    store = HeldManifests(settings)
+    running = asyncio.create_task(exporter(database, store, settings).run(job, context))
+    await asyncio.wait_for(store.reached.wait(), timeout=30)
+    assert await store.size(f"exports/{project}/{job.id}.csv") is not None  # closed, visible
+    context.end_here()  # as the runner does for a cancel
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert await store.size(f"exports/{project}/{job.id}.csv") is None
+    assert await store.size(f"exports/{project}/{job.id}.manifest.json") is None
