@@ -20,7 +20,6 @@ import structlog
 from service.config import Settings
 from service.contracts.envelope import CANCEL_REQUESTED, EXPORT_REQUESTED, IMPORT_REQUESTED
 from service.database import connect
-from service.datasets import ensure_dataset_indexes
 from service.events.dead_letters import DeadLetters
 from service.events.intake import RequestIntake
 from service.events.kafka import (
@@ -50,6 +49,7 @@ from service.observability.metrics import JOBS_RUNNING, set_build_info
 from service.observability.sampler import MetricsSampler
 from service.outbound.addresses import AddressPolicy
 from service.outbound.guard import DestinationGuard
+from service.start_steps import prepare_storage, start_step
 from service.storage import ObjectStore
 
 log = structlog.get_logger(__name__)
@@ -219,11 +219,7 @@ async def run_worker(
     relay_stop = asyncio.Event()
 
     async def start_up() -> None:
-        await ledger.ensure_indexes()
-        await presence.ensure_indexes()
-        # The datasets' indexes: those exports read by and the unique ones imports rely on.
-        await ensure_dataset_indexes(database)
-        await store.ensure_bucket()
+        await prepare_storage(ledger, presence, database, store, owner=owner)
         # Jobs need no broker, and their status events only the producer: both run while the
         # intake joins its consumer group, which takes seconds (longer while a crashed member
         # times out; once, on the embedded broker, minutes). A replacement worker then picks up
@@ -231,9 +227,11 @@ async def run_worker(
         loops["runner"] = asyncio.create_task(runner.run(stop), name="runner")
         loops["chunks"] = asyncio.create_task(chunk_workers.run(stop), name="chunks")
         loops["expiry"] = asyncio.create_task(sweeper.run(stop), name="expiry")
-        await broker.connect()
+        with start_step("broker", owner):
+            await broker.connect()
         loops["outbox-relay"] = asyncio.create_task(relay.run(relay_stop), name="outbox-relay")
-        await broker.start()  # the intake's subscriber: the consumer group join
+        with start_step("intake_join", owner):  # the intake's subscriber joins its group
+            await broker.start()
         loops["metrics"] = asyncio.create_task(sampler.run(stop), name="metrics")
 
     async with serving_health(settings.observability, readiness=readiness, liveness=liveness):

@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "service.devstack",
             "service.demo",
             "service.worker",
+            "service.start_steps",
             "service.provisioning",
             "service.specs",
             "service.progress_text",
