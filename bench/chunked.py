@@ -68,7 +68,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self, cast
 
@@ -77,14 +77,12 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.cpu import cpu_seconds, load_average  # noqa: E402
+from bench.cpu import cpu_seconds, load_average, seed  # noqa: E402
 from bench.worker import BenchWorker  # noqa: E402
 from service.clock import as_utc, utcnow  # noqa: E402
 from service.config import Settings, settings_from_env  # noqa: E402
 from service.database import Database, connect  # noqa: E402
-from service.datasets import ensure_dataset_indexes  # noqa: E402
 from service.datasets.messages import DATASET  # noqa: E402
-from service.demo import demo_messages, load_messages  # noqa: E402
 from service.devstack import DevStack, Ports, free_port  # noqa: E402
 from service.events.submit import export_request  # noqa: E402
 from service.exports.chunk_ledger import CHUNKS_COLLECTION, PENDING, Chunk, ChunkLedger  # noqa: E402
@@ -95,8 +93,6 @@ from service.storage import ObjectStore  # noqa: E402
 from tests.chaos.helpers import incomplete_uploads, object_keys  # noqa: E402
 from tests.support.infra import isolated  # noqa: E402
 
-END = datetime(2025, 12, 1, tzinfo=UTC)
-SPAN = timedelta(days=30)
 KILLS_AT = (0.4, 0.7)  # shares of the rows processed at which a worker is killed
 BATCH = 2000  # FERRY_WORKER__BATCH_SIZE's default: the drains read the same batches
 PART_SIZE = 5 * 1024 * 1024
@@ -118,19 +114,6 @@ def chunked_env(connection: dict[str, str], rows: int) -> dict[str, str]:
         "FERRY_WORKER__LEASE_SECONDS": "10",
         "FERRY_WORKER__HEARTBEAT_SECONDS": "3",
     }
-
-
-async def seed(settings: Settings, project: str, rows: int) -> dict[str, str]:
-    client = connect(settings.mongo, app_name="bench")
-    database = client[settings.mongo.database]
-    await ensure_dataset_indexes(database)
-    for start in range(0, rows, 50_000):
-        batch = demo_messages(project, min(50_000, rows - start), end=END, span=SPAN, seed=start)
-        # All outbound, so the export selects exactly the rows seeded.
-        outbound = [{**row, "direction": "outbound", "inbound_endpoint_id": None} for row in batch]
-        await load_messages(database, outbound)
-    await client.close()
-    return {"start_time": (END - SPAN).isoformat(), "end_time": END.isoformat()}
 
 
 def server_pid(module: str) -> int:
