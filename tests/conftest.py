@@ -9,23 +9,22 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient
+from xdist.scheduler import LoadScopeScheduling
 
 from service.config import Settings, settings_from_env
 from service.database import Database, connect
 from service.provisioning import provision
 from service.storage import ObjectStore
 from tests.support.infra import Infra, drop_test_database, running_infra
+from tests.support.suites import SuiteScheduling
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two processes), the fault-injection scenarios stay
-    together in one process, one after the other, as do the whole-stack tests: each suite shares
-    its servers and running Ferry processes, and its timing bounds assume no twin of itself on
-    the same cores. Everything else is spread over both."""
-    for item in items:
-        suite = item.path.parent.name
-        if suite in {"chaos", "e2e"}:
-            item.add_marker(pytest.mark.xdist_group(suite))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling | None:
+    """`--dist loadgroup` (as `make test` runs): each of the chaos and e2e suites in one process
+    (tests/support/suites.py). Any other mode is xdist's own."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    return SuiteScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

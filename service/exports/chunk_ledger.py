@@ -66,6 +66,18 @@ class Chunk(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
 
+    @property
+    def rows_reached(self) -> int:
+        """Its rows when done; else its rows read so far, or its checkpoint's when a new
+        holder has not read past that yet."""
+        if self.state == DONE:
+            return self.rows
+        return max(self.rows_read, int((self.checkpoint or {}).get("rows", 0)))
+
+
+def rows_reached(chunks: Sequence[Chunk]) -> int:
+    return sum(chunk.rows_reached for chunk in chunks)
+
 
 @dataclass(frozen=True)
 class ChunkLease:

@@ -37,7 +37,7 @@ from service.clock import as_utc
 from service.datasets.base import Dataset
 from service.errors import FerryError
 from service.exports import files
-from service.exports.chunk_ledger import DONE, FAILED, Chunk, ChunkLedger
+from service.exports.chunk_ledger import DONE, FAILED, Chunk, ChunkLedger, rows_reached
 from service.exports.chunk_plan import ChunkRange, Plan, plan_chunks
 from service.exports.compose import compose
 from service.exports.file_shapes import WrittenFile
@@ -272,19 +272,9 @@ class ChunkedExport:
                     failed[0].error_message or "a chunk of the export failed",
                 )
             done = sum(1 for chunk in chunks if chunk.state == DONE)
-            # A chunk's rows read so far, or its checkpoint's when a new holder has not read
-            # past it yet. Never fewer than shown before: a chunk whose worker died is read
-            # again from its checkpoint, and the job's figure waits for it to catch up.
-            rows = shown = max(
-                shown,
-                head_rows
-                + sum(
-                    chunk.rows
-                    if chunk.state == DONE
-                    else max(chunk.rows_read, int((chunk.checkpoint or {}).get("rows", 0)))
-                    for chunk in chunks
-                ),
-            )
+            # Never fewer than shown before: a chunk whose worker died is read again from its
+            # checkpoint, and the job's figure waits for it to catch up.
+            rows = shown = max(shown, head_rows + rows_reached(chunks))
             fraction = min(0.99, rows / plan.estimated_rows) if plan.estimated_rows else None
             if first and fraction:
                 context.resumed_from(fraction)  # the ETA counts only what happens from now

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import httpx
@@ -67,8 +67,34 @@ async def e2e_db(e2e_settings: Settings) -> AsyncIterator[Database]:
 
 @pytest_asyncio.fixture(scope="session")
 async def http(ferry: RunningFerry) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=ferry.api_url, timeout=10) as client:
+    # Longer than the API's own database deadline (FERRY_MONGO__TIMEOUT_SECONDS, 10 s): a slow
+    # database then shows as the API's answer, a 503 in its envelope, not as this client's.
+    async with httpx.AsyncClient(base_url=ferry.api_url, timeout=30) as client:
         yield client
+
+
+_LOG_TAIL_CHARS = 6000
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report ends with the last lines each Ferry process logged: what the
+    API and the workers did is most of what there is to know about an end-to-end failure,
+    and on a CI machine the files are gone with it."""
+    report = yield
+    running = getattr(item, "funcargs", {}).get("ferry")
+    if report.failed and isinstance(running, RunningFerry):
+        for process in [running.api, *running.workers]:
+            if process is not None:
+                report.sections.append(
+                    (
+                        f"{process.name} log, last {_LOG_TAIL_CHARS} characters",
+                        process.log()[-_LOG_TAIL_CHARS:],
+                    )
+                )
+    return report
 
 
 def unsigned(view: dict[str, Any]) -> dict[str, Any]:
