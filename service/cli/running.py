@@ -69,12 +69,13 @@ def api(
 
 
 def provision() -> None:
-    """Create Ferry's topics and bucket if they do not exist."""
+    """Create Ferry's topics, bucket and indexes if they do not exist."""
     from service.provisioning import provision as run
 
     settings = settings_or_fail()
     asyncio.run(run(settings))
     console.print(
         f"Topics {settings.kafka.requests_topic}, {settings.kafka.status_topic}, "
-        f"{settings.kafka.dead_letter_topic} and bucket {settings.s3.bucket} are ready."
+        f"{settings.kafka.dead_letter_topic}, bucket {settings.s3.bucket} and the indexes of "
+        f"database {settings.mongo.database} are ready."
     )
