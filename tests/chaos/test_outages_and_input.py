@@ -189,17 +189,29 @@ async def test_poison_among_good_requests_is_dead_lettered_and_stalls_nothing(
     assert all(job.status is JobStatus.COMPLETED for job in jobs)
 
 
+# A running export outlasts the cancels' trip through a loaded intake: 3,000 rows read at 300 a
+# second take 10 s on any machine. (The scenario loaded 40,000 rows instead, until the exporter
+# got fast enough to race them; loading them cost ~13 s, and three times the database then
+# stalled for minutes at the workers' start.)
+_BUSY_ROWS, _ROWS_PER_SECOND = 3000, 300
+
+
 @pytest.mark.parametrize(
     "scenario",
-    [{"FERRY_WORKER__MAX_RUNNING_PER_PROJECT": "2", "FERRY_FILES__EXPIRY_SWEEP_SECONDS": "1"}],
+    [
+        {
+            "FERRY_WORKER__MAX_RUNNING_PER_PROJECT": "2",
+            "FERRY_FILES__EXPIRY_SWEEP_SECONDS": "1",
+            "FERRY_EXPORT__MAX_ROWS_PER_SECOND": str(_ROWS_PER_SECOND),
+        }
+    ],
     indirect=True,
 )
 async def test_cancellation_and_expiry_under_load(
     scenario: Scenario, scenario_db: Database
 ) -> None:
     busy = f"cancel-{uuid.uuid4().hex[:6]}"
-    # Enough rows that a running export outlasts the cancels' trip through a loaded intake.
-    await seed(scenario_db, busy, 40_000)
+    await seed(scenario_db, busy, _BUSY_ROWS)
     for _ in range(2):
         scenario.start_worker()
     to_cancel = await request_exports(scenario.settings, busy, 12)

@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymongo.errors import OperationFailure
+
 from service.config import MongoSettings
-from service.database import connect
+from service.database import Database, connect
 from service.devstack import DevStack, Ports
 
 _CONNECTION_VARIABLES = (
@@ -103,3 +105,17 @@ async def drop_test_database(settings: MongoSettings) -> None:
         await client.drop_database(settings.database)
     finally:
         await client.close()
+
+
+_COMMAND_NOT_FOUND = 59
+
+
+async def sweep_expired_now(database: Database) -> None:
+    """Have the database remove what its TTL indexes say has expired, now. The embedded server
+    takes a command for it (its own sweep runs every 60 s, like MongoDB's, and its configured
+    period is not passed on by its launcher); MongoDB has none, and its next pass is awaited."""
+    try:
+        await database.client.admin.command({"secantusAdmin.pruneTtl": 1})
+    except OperationFailure as error:
+        if error.code != _COMMAND_NOT_FOUND:
+            raise
