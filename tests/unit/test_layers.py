@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "service.cli",
             "service.dev",
             "service.devstack",
+            "service.embedded_servers",
             "service.demo",
             "service.worker",
             "service.start_steps",
