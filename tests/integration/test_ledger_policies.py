@@ -188,14 +188,13 @@ async def test_a_dead_workers_slot_frees_itself_with_its_lease(ledger: Ledger) -
     first, second = new_job("solo"), new_job("solo")
     await ledger.accept(first)
     await ledger.accept(second)
-    short = ClaimPolicy(
-        lease=timedelta(milliseconds=300), max_lost_leases=3, max_running_per_project=1
-    )
+    # A lease long enough that the second claim surely comes within it, on any machine.
+    short = ClaimPolicy(lease=timedelta(seconds=1.5), max_lost_leases=3, max_running_per_project=1)
     taken = await ledger.claim("dies", short)
     assert taken is not None
     assert taken.id == first.id
     assert await ledger.claim("other", short) is None  # the project's only slot is held
-    await asyncio.sleep(0.4)  # the worker never heartbeats again: lease and slot lapse together
+    await asyncio.sleep(1.6)  # the worker never heartbeats again: lease and slot lapse together
     again = await ledger.claim("other", short)
     assert again is not None
     assert (again.id, again.attempt) == (first.id, 2)  # the lapsed job comes first

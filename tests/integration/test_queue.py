@@ -78,16 +78,19 @@ async def test_the_reason_names_the_limit_that_holds_the_job(
 
 async def test_a_worker_that_left_or_stopped_reporting_is_not_counted(database: Database) -> None:
     await database[WORKERS_COLLECTION].delete_many({})
-    presence = WorkerPresence(database, interval=timedelta(milliseconds=10))
-    await presence.report("w1", concurrency=4)
-    await presence.report("w2", concurrency=2)
-    capacity = await presence.capacity()
+    # Reports a minute apart: both still count however slowly the database answers. (With
+    # 10 ms apart, w1 had missed its three reports by the second count once, on a busy machine.)
+    steady = WorkerPresence(database, interval=timedelta(minutes=1))
+    await steady.report("w1", concurrency=4)
+    await steady.report("w2", concurrency=2)
+    capacity = await steady.capacity()
     assert (capacity.workers, capacity.slots) == (2, 6)
-    await presence.leave("w2")
-    capacity = await presence.capacity()
+    await steady.leave("w2")
+    capacity = await steady.capacity()
     assert (capacity.workers, capacity.slots) == (1, 4)
-    # Three missed reports (30 ms here) and w1 no longer counts.
+    # w1 now reports every 10 ms, then stops: three missed reports (30 ms) and it no longer counts.
+    await WorkerPresence(database, interval=timedelta(milliseconds=10)).report("w1", concurrency=4)
     deadline = datetime.now(UTC) + timedelta(seconds=30)
-    while (await presence.capacity()).workers and datetime.now(UTC) < deadline:
+    while (await steady.capacity()).workers and datetime.now(UTC) < deadline:
         await asyncio.sleep(0.05)
-    assert (await presence.capacity()).workers == 0
+    assert (await steady.capacity()).workers == 0

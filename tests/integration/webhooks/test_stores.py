@@ -356,10 +356,11 @@ async def test_a_lapsed_claim_is_taken_over_and_the_stale_holder_writes_nothing(
     stores: Stores,
 ) -> None:
     await _record_many(stores, 1)
-    (stale,) = await stores.deliveries.claim("dies", limit=1, lease=timedelta(milliseconds=300))
+    # Long enough that the second claim surely comes within it, on any machine.
+    (stale,) = await stores.deliveries.claim("dies", limit=1, lease=timedelta(seconds=1.5))
     assert stale.status is DeliveryStatus.SENDING
     assert await stores.deliveries.claim("other", limit=1, lease=timedelta(seconds=30)) == []
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(1.6)
     (fresh,) = await stores.deliveries.claim("other", limit=1, lease=timedelta(seconds=30))
     assert fresh.id == stale.id
     attempt = Attempt(at=utcnow(), status_code=200, latency_ms=5.0, response="ok")
