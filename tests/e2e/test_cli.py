@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import signal
-import subprocess
 import time
 import uuid
 from datetime import timedelta
@@ -21,30 +20,15 @@ from service.clock import rfc3339, utcnow
 from service.database import Database
 from service.demo import demo_messages, load_messages
 from service.devstack import Ports, free_port, port_in_use
-from tests.support.ferry import FerryProcess, RunningFerry, base_env, ferry_command
+from tests.support.ferry import FerryProcess, RunningFerry, ferry_command, run_ferry
 
 pytestmark = pytest.mark.e2e
-
-
-def run_cli(
-    env: dict[str, str], cwd: Path, *args: str, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    # cwd is a scratch directory, so no .ferry/dev.env is found.
-    return subprocess.run(
-        ferry_command(*args),
-        env={**base_env(), **env, "COLUMNS": "200"},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 async def test_keys_create_prints_a_working_key_alone_on_the_last_line(
     ferry: RunningFerry, e2e_env: dict[str, str], tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
-    result = run_cli(e2e_env, tmp_path, "keys", "create", "--project", "cli-project")
+    result = run_ferry(e2e_env, tmp_path, "keys", "create", "--project", "cli-project")
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"fry_[A-Za-z0-9_-]{43}", key)
@@ -56,24 +40,24 @@ async def test_keys_list_and_revoke_a_key_the_api_then_refuses(
     ferry: RunningFerry, e2e_env: dict[str, str], tmp_path: Path, http: httpx.AsyncClient
 ) -> None:
     project = f"rev{uuid.uuid4().hex[:6]}"
-    created = run_cli(e2e_env, tmp_path, "keys", "create", "--project", project)
+    created = run_ferry(e2e_env, tmp_path, "keys", "create", "--project", project)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {key}"}
     assert (await http.get("/v1/exports", headers=headers)).status_code == httpx.codes.OK
 
-    listed = run_cli(e2e_env, tmp_path, "keys", "list", "--project", project, "--json")
+    listed = run_ferry(e2e_env, tmp_path, "keys", "list", "--project", project, "--json")
     assert listed.returncode == 0, listed.stderr
     (shown,) = json.loads(listed.stdout)
     assert shown["prefix"] == key[:12]
     assert shown["last_used_at"] is not None  # the request above
     assert shown["revoked"] is False
     assert key not in listed.stdout
-    table = run_cli(e2e_env, tmp_path, "keys", "list", "--project", project)
+    table = run_ferry(e2e_env, tmp_path, "keys", "list", "--project", project)
     assert shown["key_id"] in table.stdout
     assert key[:12] in table.stdout
 
-    revoked = run_cli(e2e_env, tmp_path, "keys", "revoke", shown["key_id"])
+    revoked = run_ferry(e2e_env, tmp_path, "keys", "revoke", shown["key_id"])
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked" in revoked.stdout
     started = time.monotonic()
@@ -85,11 +69,11 @@ async def test_keys_list_and_revoke_a_key_the_api_then_refuses(
     brevo = await http.get("/v3/processes", headers={"api-key": key})
     assert brevo.status_code == httpx.codes.UNAUTHORIZED
     (after,) = json.loads(
-        run_cli(e2e_env, tmp_path, "keys", "list", "--project", project, "--json").stdout
+        run_ferry(e2e_env, tmp_path, "keys", "list", "--project", project, "--json").stdout
     )
     assert after["revoked"] is True
 
-    unknown = run_cli(e2e_env, tmp_path, "keys", "revoke", "0" * 16)
+    unknown = run_ferry(e2e_env, tmp_path, "keys", "revoke", "0" * 16)
     assert unknown.returncode == 2
     assert "KEY_NOT_FOUND" in unknown.stderr
 
@@ -100,7 +84,7 @@ async def test_submit_export_waits_and_prints_a_download_link(
     project = f"cli{uuid.uuid4().hex[:6]}"
     end = utcnow()
     await load_messages(e2e_db, demo_messages(project, 300, end=end, span=timedelta(hours=1)))
-    result = run_cli(
+    result = run_ferry(
         e2e_env, tmp_path, "submit", "export", "--project", project,
         "--start", rfc3339(end - timedelta(hours=1)), "--end", rfc3339(end + timedelta(seconds=1)),
         "--format", "jsonl", "--gzip", "--wait",
@@ -116,7 +100,7 @@ async def test_submit_export_waits_and_prints_a_download_link(
 def test_submit_export_wait_exits_1_on_a_failed_job(
     ferry: RunningFerry, e2e_env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = run_cli(
+    result = run_ferry(
         e2e_env, tmp_path, "submit", "export", "--project", "cli-bad",
         "--start", "2025-01-02T00:00:00Z", "--end", "2025-01-01T00:00:00Z", "--wait",
     )  # fmt: skip
@@ -125,7 +109,7 @@ def test_submit_export_wait_exits_1_on_a_failed_job(
 
 
 def test_commands_explain_missing_configuration(tmp_path: Path) -> None:
-    result = run_cli({}, tmp_path, "worker")
+    result = run_ferry({}, tmp_path, "worker")
     assert result.returncode == 2
     assert "FERRY_S3__ACCESS_KEY" in result.stderr
     assert "ferry dev" in result.stderr
@@ -179,7 +163,7 @@ async def test_submit_import_uploads_waits_and_summarises(
     contacts.write_bytes(
         b"\xef\xbb\xbfEMAIL;FIRSTNAME\r\nann@x.io;Ann\r\nbad;Bo\r\nann@x.io;Dup\r\n"
     )
-    dry = run_cli(
+    dry = run_ferry(
         e2e_env, tmp_path, "submit", "import", "--project", project, "--file", str(contacts),
         "--dry-run", "--wait",
     )  # fmt: skip
@@ -188,7 +172,7 @@ async def test_submit_import_uploads_waits_and_summarises(
     assert "3 rows read, 1 created, 0 updated, 0 unchanged, 2 rejected" in dry.stdout
     assert await e2e_db["contacts"].count_documents({"project_id": project}) == 0
 
-    real = run_cli(
+    real = run_ferry(
         e2e_env, tmp_path, "submit", "import", "--project", project, "--file", str(contacts),
         "--list-id", "3", "--wait",
     )  # fmt: skip
@@ -210,7 +194,7 @@ def test_submit_import_wait_exits_1_on_a_failed_import(
 ) -> None:
     binary = tmp_path / "contacts.xlsx"
     binary.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x00 not text")
-    result = run_cli(
+    result = run_ferry(
         e2e_env, tmp_path, "submit", "import", "--project", "cli-bad", "--file", str(binary),
         "--wait",
     )  # fmt: skip
