@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -128,15 +129,6 @@ def _result(written: list[WrittenFile], manifest_key: str) -> ExportResult:
         row_count=sum(file.rows for file in written),
         file_size_bytes=sum(file.size_bytes for file in written),
         file_sha256=written[0].sha256 if len(written) == 1 else None,
-        files=[
-            ExportFile(
-                key=file.key,
-                part=file.part,
-                rows=file.rows,
-                size_bytes=file.size_bytes,
-                sha256=file.sha256,
-            )
-            for file in written
-        ],
+        files=[ExportFile(**asdict(file)) for file in written],
         manifest_key=manifest_key,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from service.exports.arrow_batches import RowBatch
@@ -80,10 +80,7 @@ class FileSequence:
     def _continue(self, start: Checkpoint) -> None:
         """Pick up where a checkpoint left off: its closed files, and its open upload."""
         self._rows, self._after = start.rows, dict(start.after)
-        self._written = [
-            WrittenFile(file.key, file.part, file.rows, file.size_bytes, file.sha256)
-            for file in start.files
-        ]
+        self._written = [WrittenFile(**file.model_dump()) for file in start.files]
         opened = start.open_file
         if opened is not None:
             parts = [
@@ -246,16 +243,7 @@ class FileSequence:
             Checkpoint(
                 rows=rows,
                 after=after,
-                files=[
-                    ClosedFile(
-                        key=f.key,
-                        part=f.part,
-                        rows=f.rows,
-                        size_bytes=f.size_bytes,
-                        sha256=f.sha256,
-                    )
-                    for f in self._written
-                ],
+                files=[ClosedFile(**asdict(file)) for file in self._written],
                 open_file=opened,
                 data_as_of=self._resumable.data_as_of,
             )

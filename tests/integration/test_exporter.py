@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 PART = 5 * 1024 * 1024
 LEASE = timedelta(seconds=30)
+# The day the seeded rows fall in.
+DAY = {"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-02T00:00:00Z"}
 START = datetime(2025, 12, 1, tzinfo=UTC)
 
 
@@ -104,7 +106,7 @@ async def test_a_large_export_streams_in_parts_and_records_progress(
     docs = await seed(database, project, rows=2500, note_size=5000)  # ~12.5 MB of CSV
     job = new_job(
         project,
-        filters={"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-02T00:00:00Z"},
+        filters=DAY,
         compression="gzip",
     )
     context = await claimed(ledger, job)
@@ -128,16 +130,19 @@ async def test_a_large_export_streams_in_parts_and_records_progress(
 async def test_an_export_that_lost_its_lease_publishes_no_file(
     database: Database, store: ObjectStore, settings: Settings, ledger: Ledger
 ) -> None:
-    project = f"p{uuid.uuid4().hex[:8]}"
-    await seed(database, project, rows=50, note_size=10)
-    job = new_job(
-        project, filters={"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-02T00:00:00Z"}
-    )
+    project, job = await small_export(database)
     context = await claimed(ledger, job)
     await ledger.release(context.lease)  # another party took the job away
     with pytest.raises(LeaseLostError):
         await exporter(database, store, settings).run(job, context)
     assert await store.size(f"exports/{project}/{job.id}.csv") is None
+
+
+async def small_export(database: Database) -> tuple[str, Job]:
+    """A project of 50 rows and a job exporting its day."""
+    project = f"p{uuid.uuid4().hex[:8]}"
+    await seed(database, project, rows=50, note_size=10)
+    return project, new_job(project, filters=DAY)
 
 
 class HeldManifests(ObjectStore):
@@ -158,11 +163,7 @@ class HeldManifests(ObjectStore):
 async def test_an_export_stopped_for_good_after_its_file_closed_leaves_no_file(
     database: Database, settings: Settings, ledger: Ledger
 ) -> None:
-    project = f"p{uuid.uuid4().hex[:8]}"
-    await seed(database, project, rows=50, note_size=10)
-    job = new_job(
-        project, filters={"start_time": "2025-12-01T00:00:00Z", "end_time": "2025-12-02T00:00:00Z"}
-    )
+    project, job = await small_export(database)
     context = await claimed(ledger, job)
     store = HeldManifests(settings)
     running = asyncio.create_task(exporter(database, store, settings).run(job, context))
