@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 _PR_SET_PDEATHSIG = 1
 _KAFKA_BUCKET = "tansu"
 _STOP_TIMEOUT_SECONDS = 8.0
+IN_MEMORY_CACHE = "4G"
 
 
 class DevStackError(FerryError, RuntimeError):
@@ -67,8 +68,10 @@ class DevStack:
     `durable_mongo` makes every commit survive a crash of the server (slower).
     `durable_kafka` keeps the broker's messages and offsets across its restarts, in an object
     store of its own (a second S3-compatible server), for fault-injection tests.
-    `mongo_cache` sizes the database's cache ("4G"; its default is 1G). In memory, the cache
-    holds every document and the oplog's copy of each: near full, the server stalls, then fails.
+    `mongo_cache` sizes the database's cache (the server's default is 1G). In memory, the cache
+    holds every document and the oplog's copy of each: near full, the server stalls for minutes,
+    then fails writes (at 1G, after ~400 MB of documents). A database in memory (the tests', the
+    benchmarks') therefore gets IN_MEMORY_CACHE unless told otherwise.
     """
 
     def __init__(
@@ -107,7 +110,10 @@ class DevStack:
                 "mongodb",
                 ports.mongo,
                 mongo_argv(
-                    ports.mongo, mongo_storage, sync_on_commit=durable_mongo, cache=mongo_cache
+                    ports.mongo,
+                    mongo_storage,
+                    sync_on_commit=durable_mongo,
+                    cache=mongo_cache or (IN_MEMORY_CACHE if mongo_storage is None else None),
                 ),
             ),
             _Server("s3", ports.s3, s3_argv(ports.s3)),

@@ -24,7 +24,7 @@ from service.database import Database, connect
 from service.devstack import DevStack, Ports
 from service.provisioning import provision
 from tests.support.ferry import FerryProcess, ferry_command
-from tests.support.infra import TEST_MONGO_CACHE, drop_test_database, isolated
+from tests.support.infra import drop_test_database, isolated
 
 # Figures recorded by the scenario running in this process; each test's leave with its report,
 # so that they reach the process that prints the summary (pytest-xdist's controller, or this).
@@ -66,7 +66,7 @@ def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     # Servers frozen and workers killed, but no server restarted: nothing needs to outlive a
     # crash of the database, so it keeps its data in memory (a commit synced to disk costs).
     home = tmp_path_factory.mktemp("chaos")
-    with DevStack(home, Ports.free(), mongo_cache=TEST_MONGO_CACHE) as stack:
+    with DevStack(home, Ports.free()) as stack:
         yield stack
         stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
 
@@ -83,7 +83,7 @@ def durable_db_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevSt
 @pytest.fixture(scope="session")
 def durable_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     home = tmp_path_factory.mktemp("durable")
-    with DevStack(home, Ports.free(), durable_kafka=True, mongo_cache=TEST_MONGO_CACHE) as stack:
+    with DevStack(home, Ports.free(), durable_kafka=True) as stack:
         yield stack
         stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
 
@@ -141,7 +141,7 @@ def scenario(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Scenari
     yield running
     running.stop()
     # The stacks live for the session: what a scenario loaded must not fill the next ones'
-    # database (see TEST_MONGO_CACHE).
+    # database (see service/devstack.py, IN_MEMORY_CACHE).
     asyncio.run(drop_test_database(settings.mongo))
 
 

@@ -49,12 +49,6 @@ _TEST_TUNING = {
 }
 
 
-# A test session's database lives in memory, every document and its oplog copy in the cache: at
-# the default 1G it filled up during the suite, and near full the server stalls for minutes
-# (requests to the API timed out; a worker's index step took 274 s), then fails writes.
-TEST_MONGO_CACHE = "4G"
-
-
 @dataclass(frozen=True)
 class Infra:
     env: dict[str, str]
@@ -65,7 +59,7 @@ class Infra:
 def running_infra(home: Path) -> Iterator[Infra]:
     mode = os.environ.get("FERRY_TEST_INFRA", "embedded")
     if mode == "embedded":
-        with DevStack(home, Ports.free(), mongo_cache=TEST_MONGO_CACHE) as stack:
+        with DevStack(home, Ports.free()) as stack:
             yield Infra(isolated(stack.env()), stack)
             stack.stop(graceful=False)  # throwaway data: no need to wait for a clean close
     elif mode == "env":
