@@ -75,8 +75,15 @@ class Stack:
         self.tasks.append(asyncio.create_task(runner.run(self.stop)))
 
     def start_pool(
-        self, owner: str, chunks: ChunkLedger | None = None, **overrides: Any
+        self,
+        owner: str,
+        chunks: ChunkLedger | None = None,
+        *,
+        progress_interval: float = 0.1,
+        **overrides: Any,
     ) -> ChunkWorkers:
+        """`progress_interval`: 0 records a chunk's rows read after every batch, which a test
+        that waits for such a record needs: a fast machine reads a whole chunk within 0.1 s."""
         export = ChunkExport(
             self.database,
             self.store,
@@ -84,7 +91,7 @@ class Stack:
             batch_size=200,
             part_size=PART,
             escape_formulas=True,
-            progress_interval=0.1,
+            progress_interval=progress_interval,
         )
         pool = ChunkWorkers(
             self.ledger,
